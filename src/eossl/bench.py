@@ -1,0 +1,101 @@
+"""``eossl bench``: throughput of the pieces the demo's budget depends on, printed as a table.
+
+Numbers are measured on the machine it runs on; nothing here asserts a speed.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from eossl.data.datamodule import StoreDataset, _already_collated
+from eossl.data.store import SampleStore
+from eossl.data.synth.generator import SynthSpec, synthesize_store
+
+
+def _rate(count: int, seconds: float) -> str:
+    return f"{count / max(seconds, 1e-9):,.0f}"
+
+
+def bench_generation(path: Path, locations: int) -> tuple[str, str, str]:
+    spec = SynthSpec(num_locations=locations)
+    start = time.perf_counter()
+    synthesize_store(path, spec, overwrite=True)
+    return ("synthetic generation (write store)", _rate(spec.num_samples, time.perf_counter() - start), "samples/s")
+
+
+def bench_reads(store: SampleStore, batches: int, batch_size: int = 128) -> list[tuple[str, str, str]]:
+    rows = []
+    rng = np.random.default_rng(0)
+    n = min(len(store), batches * batch_size)
+    for workers in sorted({0, os.cpu_count() or 1}):
+        dataset = StoreDataset(store, rng.permutation(len(store))[:n], ["s2"], ["label"])
+        loader = DataLoader(
+            dataset, batch_size=batch_size, shuffle=True, num_workers=workers, collate_fn=_already_collated
+        )
+        start = time.perf_counter()
+        seen = sum(len(b["s2"]) for b in loader)
+        rows.append(
+            (f"store random read from disk, {workers} worker(s)", _rate(seen, time.perf_counter() - start), "samples/s")
+        )
+    start = time.perf_counter()
+    store.read("s2")
+    rows.append(("store full load into memory (s2)", _rate(len(store), time.perf_counter() - start), "samples/s"))
+    return rows
+
+
+def bench_pretrain_step(store: SampleStore, steps: int, batch_size: int = 128) -> tuple[str, str, str]:
+    from dataclasses import asdict
+
+    from eossl.config import DataConfig, PretrainConfig
+    from eossl.methods import SimCLR
+
+    cfg = PretrainConfig(data=DataConfig(store=store.path)).model_dump(mode="json")
+    model = SimCLR(cfg, asdict(store.modalities["s2"]), store.stats["s2"])
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    batch = {"s2": torch.from_numpy(store.read("s2", np.arange(batch_size)).astype(np.float32) / 10000).to(device)}
+    model.log = lambda *a, **k: None  # no trainer attached
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    for i in range(steps + 2):
+        if i == 2:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+        with torch.autocast(device.type, dtype=dtype, enabled=device.type == "cuda"):
+            loss = model.training_step(batch, i)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (
+        f"SimCLR step, resnet18 12-band 32x32, batch {batch_size} ({device.type})",
+        _rate(steps * batch_size, time.perf_counter() - start),
+        "samples/s",
+    )
+
+
+def run_benchmarks(quick: bool = False, store: Path | None = None) -> str:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench-store"
+        rows.append(bench_generation(path, 64 if quick else 500))
+        source = SampleStore(store) if store else SampleStore(path)
+        rows += bench_reads(source, 4 if quick else 20)
+        rows.append(bench_pretrain_step(source, 2 if quick else 10))
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{'benchmark':<{width}}  {'throughput':>12}  unit", "-" * (width + 24)]
+    lines += [f"{name:<{width}}  {value:>12}  {unit}" for name, value, unit in rows]
+    lines.append(
+        f"(torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{'CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU'})"
+    )
+    return "\n".join(lines)

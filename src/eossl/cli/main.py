@@ -1,0 +1,129 @@
+"""The ``eossl`` command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="Self-supervised, label-efficient deep learning for Earth observation.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Build or inspect a sample store.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=2)
+
+
+def _guarded(fn):
+    """Turn the toolkit's input errors into one clear line and exit status 2 (no traceback)."""
+    from eossl.errors import USER_ERRORS
+
+    try:
+        return fn()
+    except USER_ERRORS as exc:
+        _fail(str(exc) if not isinstance(exc, KeyError) else str(exc.args[0]))
+
+
+@data_app.command("synth")
+def data_synth(
+    out: Annotated[Path, typer.Argument(help="store folder to create")],
+    locations: int = typer.Option(1000, help="number of locations"),
+    seasons: int = typer.Option(4, help="scenes per location (1, 2 or 4)"),
+    patch_size: int = typer.Option(32, help="patch size in 10 m pixels"),
+    cloud_probability: float = typer.Option(0.2, help="fraction of cloudy scenes"),
+    seed: int = typer.Option(0),
+    overwrite: bool = typer.Option(False, help="replace an existing store"),
+) -> None:
+    """Generate the embedded synthetic Earth (S2, S1, DEM, land cover, targets) into a store."""
+    from eossl.data.synth.generator import SynthSpec, synthesize_store
+
+    if seasons not in (1, 2, 4):
+        _fail(f"--seasons must be 1, 2 or 4, got {seasons}")
+
+    def run():
+        spec = SynthSpec(
+            num_locations=locations,
+            seasons=seasons,
+            patch_size=patch_size,
+            cloud_probability=cloud_probability,
+            seed=seed,
+        )
+        path = synthesize_store(
+            out,
+            spec,
+            overwrite=overwrite,
+            progress=lambda done, total: typer.echo(f"\r{done}/{total} samples", nl=False),
+        )
+        typer.echo(f"\nwrote {path}")
+
+    _guarded(run)
+
+
+@data_app.command("show")
+def data_show(
+    store: Annotated[Path, typer.Argument(help="store folder")],
+    out: Path = typer.Option(None, help="PNG to write (default STORE/samples.png)"),
+    count: int = typer.Option(8, help="number of samples in the grid"),
+    seed: int = typer.Option(0, help="which samples to pick"),
+) -> None:
+    """Print a summary of a store and write a PNG grid of samples."""
+    from eossl.data.inspect import show_store
+
+    _guarded(lambda: typer.echo(show_store(store, out, count, seed)))
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def pretrain(ctx: typer.Context, config: Annotated[Path, typer.Argument(help="YAML config")]) -> None:
+    """Self-supervised pretraining. Extra arguments override the config: optim.lr=0.01."""
+    from eossl.config import PretrainConfig, load_config
+    from eossl.methods.pretrain import run_pretrain
+
+    _guarded(lambda: typer.echo(f"checkpoint: {run_pretrain(load_config(PretrainConfig, config, ctx.args))}"))
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def evaluate(ctx: typer.Context, config: Annotated[Path, typer.Argument(help="YAML config")]) -> None:
+    """Linear probe / fine-tuning x label fractions x seeds -> results.csv, report.md, plot."""
+    from eossl.config import EvaluateConfig, load_config
+    from eossl.evaluation.runner import run_evaluate
+
+    def run():
+        cfg = load_config(EvaluateConfig, config, ctx.args)
+        run_evaluate(cfg, log=typer.echo)
+        typer.echo(f"report: {Path(cfg.out) / 'report.md'}")
+
+    _guarded(run)
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), help="run folder"),
+    quick: bool = typer.Option(False, "--quick", help="tiny settings, under 2 minutes"),
+) -> None:
+    """Synthetic Earth -> SimCLR -> linear probe and fine-tuning -> label-efficiency table."""
+    from eossl.demo import run_demo
+
+    _guarded(lambda: run_demo(out, quick=quick, log=typer.echo))
+
+
+@app.command()
+def bench(
+    quick: bool = typer.Option(False, "--quick", help="small sizes (seconds)"),
+    store: Path = typer.Option(None, help="existing store to read (default: a fresh synthetic one)"),
+) -> None:
+    """Throughput of synthetic generation, store reads and pretraining steps."""
+    from eossl.bench import run_benchmarks
+
+    _guarded(lambda: typer.echo(run_benchmarks(quick=quick, store=store)))
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app(sys.argv[1:])

@@ -1,0 +1,189 @@
+"""Typed run configuration: YAML files plus ``key=value`` overrides, validated before any work starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from eossl.data.augment import AugmentConfig
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message names the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    store: Path
+    modality: str = "s2"
+    batch_size: int = Field(128, ge=2)
+    num_workers: int = Field(0, ge=0)
+    val: float = 0.1
+    test: float = 0.2
+    split_seed: int = 0
+    in_memory: bool | Literal["auto"] = "auto"
+
+
+class EncoderConfig(_Strict):
+    name: str = "resnet18"
+    stem: Literal["imagenet", "no-maxpool", "small"] = "imagenet"
+
+
+class MethodConfig(_Strict):
+    name: str = "simclr"
+    temperature: float = Field(0.2, gt=0)
+    hidden_dim: int = 512
+    projection_dim: int = 128
+
+
+class OptimConfig(_Strict):
+    optimizer: Literal["adamw", "sgd", "lars"] = "adamw"
+    lr: float = Field(2e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    warmup_fraction: float = Field(0.05, ge=0, lt=1)
+
+
+class TrainerConfig(_Strict):
+    max_epochs: int = 100
+    max_steps: int = -1
+    accelerator: str = "auto"
+    precision: str = "auto"
+    log_every_n_steps: int = 10
+    progress_bar: bool = True
+
+
+class PretrainConfig(_Strict):
+    """``eossl pretrain``: one self-supervised run on one store."""
+
+    out: Path = Path("runs/pretrain")
+    seed: int = 0
+    data: DataConfig
+    encoder: EncoderConfig = EncoderConfig()
+    method: MethodConfig = MethodConfig()
+    optim: OptimConfig = OptimConfig()
+    trainer: TrainerConfig = TrainerConfig()
+    augment: AugmentConfig = AugmentConfig()
+
+
+class LinearProtocolConfig(_Strict):
+    enabled: bool = True
+    weight_decays: list[float] = [1e-4, 1e-3, 1e-2, 1e-1]
+    max_iter: int = 200
+
+
+class FinetuneProtocolConfig(_Strict):
+    enabled: bool = True
+    tasks: list[Literal["single-label", "multi-label"]] | None = None
+    epochs: int = 30
+    min_steps: int = 30
+    max_steps: int = 300
+    batch_size: int = 64
+    lr: float = 2e-3
+    encoder_lr_factor: float = 0.1
+    weight_decay: float = 1e-4
+
+
+class EvaluateConfig(_Strict):
+    """``eossl evaluate``: inits x protocols x tasks x label fractions x seeds."""
+
+    out: Path = Path("runs/evaluate")
+    data: DataConfig
+    checkpoint: Path | None = None
+    encoder: EncoderConfig = EncoderConfig()
+    inits: list[str] = ["checkpoint", "random", "image-stats"]
+    tasks: list[Literal["single-label", "multi-label"]] = ["single-label", "multi-label"]
+    fractions: list[float] = [0.01, 0.1, 1.0]
+    seeds: list[int] = [0, 1, 2]
+    linear: LinearProtocolConfig = LinearProtocolConfig()
+    finetune: FinetuneProtocolConfig = FinetuneProtocolConfig()
+    accelerator: str = "auto"
+
+    @field_validator("fractions")
+    @classmethod
+    def _fractions_in_range(cls, value: list[float]) -> list[float]:
+        for f in value:
+            if not 0 < f <= 1:
+                raise ValueError(f"label fraction {f} must be in (0, 1]")
+        return sorted(value)
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    node = tree
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override '{dotted}': '{part}' is not a section")
+    node[parts[-1]] = value
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """``["optim.lr=0.1", "data.store=x"]`` -> nested dict (values parsed as YAML scalars/lists)."""
+    tree: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' must look like key=value (e.g. optim.lr=0.01)")
+        key, raw = item.split("=", 1)
+        _set_dotted(tree, key.strip(), yaml.safe_load(raw))
+    return tree
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def validate_config(model: type[BaseModel], raw: dict[str, Any], source: str = "config") -> Any:
+    """Validate ``raw`` into ``model``; errors name every offending key and what was expected."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"])
+            if err["type"] == "extra_forbidden":
+                section = model
+                for part in err["loc"][:-1]:
+                    field = section.model_fields.get(str(part)) if isinstance(section, type) else None
+                    section = field.annotation if field is not None else None
+                allowed = (
+                    ", ".join(section.model_fields)
+                    if isinstance(section, type) and issubclass(section, BaseModel)
+                    else "see the documented schema"
+                )
+                problems.append(f"unknown key '{key}' (allowed here: {allowed})")
+            else:
+                problems.append(f"'{key}': {err['msg']} (got {err.get('input')!r})")
+        raise ConfigError(f"invalid {source}:\n  " + "\n  ".join(problems)) from None
+
+
+def load_config(model: type[BaseModel], path: str | Path | None, overrides: list[str] | None = None) -> Any:
+    """Read YAML ``path`` (optional), apply overrides, validate into ``model``."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise ConfigError(f"config file '{path}' does not exist")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file '{path}' is not valid YAML: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file '{path}' must hold a mapping at the top level")
+    raw = _merge(raw, parse_overrides(overrides or []))
+    return validate_config(model, raw, source=str(path) if path else "config")
+
+
+def dump_config(config: BaseModel, path: Path) -> None:
+    """Write the resolved config as YAML, atomically."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    tmp.replace(path)

@@ -1,0 +1,245 @@
+"""SampleStore: chunked, compressed arrays per modality plus a metadata/label table, on disk.
+
+Layout of a store folder ::
+
+    STORE/arrays.zarr/          zarr v3 group; its attributes hold the format version, modalities,
+                                per-band statistics and class names
+    STORE/arrays.zarr/<array>/  one array per modality or target, shape [N, ...], one chunk per sample
+                                packed into shards of ``shard_size`` samples (random access without
+                                thousands of tiny files)
+    STORE/metadata.csv          one row per sample: location, season, lat/lon, labels, nuisance factors
+
+Stores are written into a temporary sibling folder and renamed into place when complete, so a reader
+never sees a half-written store. Per-band mean/std (and NaN counts) of continuous modalities are
+accumulated while writing and kept in the attributes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import zarr
+from zarr.codecs import BloscCodec
+
+from eossl.data.modality import Modality
+
+STORE_FORMAT_VERSION = 1
+METADATA_FILE = "metadata.csv"
+ARRAYS_DIR = "arrays.zarr"
+
+
+class StoreError(ValueError):
+    """A store is missing, incomplete or does not hold what was asked for."""
+
+
+class _BandStats:
+    """Running per-band sum/sum of squares over finite values, plus a count of non-finite ones."""
+
+    def __init__(self, bands: int) -> None:
+        self.sum = np.zeros(bands)
+        self.sumsq = np.zeros(bands)
+        self.count = np.zeros(bands)
+        self.nonfinite = np.zeros(bands, dtype=np.int64)
+
+    def update(self, x: np.ndarray, nodata: float | None) -> None:
+        x = np.moveaxis(x.astype(np.float64), 1, 0).reshape(x.shape[1], -1)
+        finite = np.isfinite(x)
+        self.nonfinite += (~finite).sum(axis=1)
+        valid = finite if nodata is None else finite & (x != nodata)
+        x = np.where(valid, x, 0.0)
+        self.sum += x.sum(axis=1)
+        self.sumsq += (x * x).sum(axis=1)
+        self.count += valid.sum(axis=1)
+
+    def result(self, scale: float) -> dict[str, list[float]]:
+        count = np.maximum(self.count, 1)
+        mean = self.sum / count
+        std = np.sqrt(np.maximum(self.sumsq / count - mean**2, 0))
+        return {
+            "mean": (mean / scale).tolist(),
+            "std": (np.maximum(std, 1e-6) / scale).tolist(),
+            "nonfinite": self.nonfinite.tolist(),
+        }
+
+
+class StoreWriter:
+    """Write ``num_samples`` samples block by block, then ``close()`` to publish the store atomically."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        num_samples: int,
+        modalities: dict[str, Modality],
+        extra_arrays: dict[str, tuple[tuple[int, ...], str]] | None = None,
+        shard_size: int = 256,
+        overwrite: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        if self.path.exists() and not overwrite:
+            raise StoreError(f"store '{self.path}' already exists (pass overwrite=True to replace it)")
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}")
+        self.tmp.parent.mkdir(parents=True, exist_ok=True)
+        self.num_samples, self.modalities, self.overwrite = num_samples, modalities, overwrite
+        self.group = zarr.open_group(str(self.tmp / ARRAYS_DIR), mode="w")
+        self._shapes: dict[str, tuple[int, ...]] = {}
+        self._dtypes: dict[str, str] = {}
+        self._extra = dict(extra_arrays or {})
+        self._shard = shard_size
+        self._stats = {name: _BandStats(m.num_bands) for name, m in modalities.items() if m.continuous}
+        self._tables: list[pd.DataFrame] = []
+        self._written = 0
+
+    def _array(self, name: str, sample_shape: tuple[int, ...], dtype: str) -> zarr.Array:
+        if name not in self._shapes:
+            self._shapes[name], self._dtypes[name] = sample_shape, dtype
+            shard = min(self._shard, self.num_samples)
+            self.group.create_array(
+                name,
+                shape=(self.num_samples, *sample_shape),
+                dtype=dtype,
+                chunks=(1, *sample_shape),
+                shards=(shard, *sample_shape),
+                compressors=BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle"),
+            )
+        elif sample_shape != self._shapes[name]:
+            raise StoreError(f"array '{name}': sample shape {sample_shape} differs from earlier {self._shapes[name]}")
+        return self.group[name]
+
+    def write(self, arrays: dict[str, np.ndarray], table: pd.DataFrame) -> None:
+        """Append a block of samples: every array must have ``len(table)`` rows."""
+        n = len(table)
+        if self._written + n > self.num_samples:
+            raise StoreError(f"writing {n} samples after {self._written} exceeds the declared {self.num_samples}")
+        for name, values in arrays.items():
+            if len(values) != n:
+                raise StoreError(f"array '{name}' has {len(values)} rows but the table has {n}")
+            if name in self.modalities:
+                modality = self.modalities[name]
+                if values.ndim != 4 or values.shape[1] != modality.num_bands:
+                    raise StoreError(
+                        f"modality '{name}' expects [N, {modality.num_bands}, H, W] "
+                        f"(bands {', '.join(modality.bands)}), got shape {values.shape}"
+                    )
+                dtype = modality.dtype
+                if name in self._stats:
+                    self._stats[name].update(values, modality.nodata)
+            elif name in self._extra:
+                dtype = self._extra[name][1]
+            else:
+                raise StoreError(f"array '{name}' is neither a declared modality nor an extra array")
+            self._array(name, tuple(values.shape[1:]), dtype)[self._written : self._written + n] = values.astype(dtype)
+        self._tables.append(table.reset_index(drop=True))
+        self._written += n
+
+    def close(self, attrs: dict[str, Any] | None = None) -> Path:
+        """Check completeness, write statistics and metadata, and move the store into place."""
+        if self._written != self.num_samples:
+            self.abort()
+            raise StoreError(f"store '{self.path}' got {self._written} of {self.num_samples} declared samples")
+        table = pd.concat(self._tables, ignore_index=True)
+        table.insert(0, "sample_id", np.arange(len(table)))
+        table.to_csv(self.tmp / METADATA_FILE, index=False)
+        self.group.attrs.update(
+            {
+                "eossl_store_version": STORE_FORMAT_VERSION,
+                "num_samples": self.num_samples,
+                "modalities": {name: asdict(m) for name, m in self.modalities.items()},
+                "stats": {name: s.result(self.modalities[name].scale) for name, s in self._stats.items()},
+                **(attrs or {}),
+            }
+        )
+        if self.path.exists():
+            trash = self.path.with_name(f".{self.path.name}.old-{uuid.uuid4().hex[:8]}")
+            os.replace(self.path, trash)
+            os.replace(self.tmp, self.path)
+            shutil.rmtree(trash)
+        else:
+            os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class SampleStore:
+    """Read access to a store written by :class:`StoreWriter`."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise StoreError(f"store '{self.path}' does not exist (create one with 'eossl data synth {self.path}')")
+        try:
+            self.group = zarr.open_group(str(self.path / ARRAYS_DIR), mode="r")
+        except Exception as exc:  # zarr raises several types for "not a group"
+            raise StoreError(f"'{self.path}' is not an eossl sample store (no zarr group): {exc}") from exc
+        attrs = dict(self.group.attrs)
+        if "eossl_store_version" not in attrs:
+            raise StoreError(f"'{self.path}' is a zarr group but not an eossl store (no 'eossl_store_version')")
+        self.attrs = attrs
+        self.modalities = {
+            name: Modality(**{k: tuple(v) if isinstance(v, list) else v for k, v in m.items()})
+            for name, m in attrs["modalities"].items()
+        }
+        self.stats: dict[str, dict[str, list[float]]] = attrs.get("stats", {})
+        self.table = pd.read_csv(self.path / METADATA_FILE)
+        if len(self.table) != attrs["num_samples"]:
+            raise StoreError(
+                f"'{self.path / METADATA_FILE}' has {len(self.table)} rows, the store declares {attrs['num_samples']}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    @property
+    def arrays(self) -> list[str]:
+        return sorted(name for name, _ in self.group.arrays())
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.attrs.get("class_names", ()))
+
+    def array(self, name: str) -> zarr.Array:
+        if name not in self.group:
+            raise StoreError(f"store '{self.path}' has no array '{name}' (it has: {', '.join(self.arrays)})")
+        return self.group[name]
+
+    def read(self, name: str, indices: np.ndarray | slice | None = None) -> np.ndarray:
+        """Rows of one array; ``indices`` may be unsorted and repeated."""
+        arr = self.array(name)
+        if indices is None:
+            return arr[:]
+        if isinstance(indices, slice):
+            return arr[indices]
+        indices = np.asarray(indices)
+        order = np.argsort(indices, kind="stable")
+        rows = arr.get_orthogonal_selection((indices[order],))
+        out = np.empty_like(rows)
+        out[order] = rows
+        return out
+
+    def summary(self) -> str:
+        lines = [f"store {self.path}: {len(self)} samples, format v{self.attrs['eossl_store_version']}"]
+        for name in self.arrays:
+            arr = self.group[name]
+            lines.append(f"  {name:<10} {arr.dtype!s:<8} shape {tuple(arr.shape)}")
+        for name, st in self.stats.items():
+            bands = self.modalities[name].bands
+            cells = ", ".join(f"{b}={m:.4g}±{s:.3g}" for b, m, s in zip(bands, st["mean"], st["std"], strict=True))
+            lines.append(f"  stats {name}: {cells}")
+            if any(st["nonfinite"]):
+                lines.append(f"  non-finite values in {name}: {dict(zip(bands, st['nonfinite'], strict=True))}")
+        return "\n".join(lines)
+
+
+def write_json_atomic(path: Path, payload: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    tmp.replace(path)

@@ -1,0 +1,45 @@
+"""Encoders: timm backbones built for a modality's band count, with stems adapted to small patches."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import timm
+import torch
+from torch import nn
+
+Stem = Literal["imagenet", "no-maxpool", "small"]
+
+
+class EncoderError(ValueError):
+    """An encoder cannot be built or does not fit the data it is given."""
+
+
+def build_encoder(name: str, in_chans: int, stem: Stem = "imagenet") -> nn.Module:
+    """A timm model with ``in_chans`` input bands that returns pooled features ``[B, num_features]``.
+
+    ``stem`` adapts ResNet-style stems to small patches: ``imagenet`` keeps the stride-4 stem (fast),
+    ``no-maxpool`` keeps the stride-2 convolution but drops the max-pool (4x the compute), ``small``
+    uses a 3x3 stride-1 convolution without max-pool (CIFAR-style, 16x the compute).
+    """
+    if name not in timm.list_models():
+        raise EncoderError(f"unknown encoder '{name}': not a timm model name (e.g. resnet18, vit_small_patch16_224)")
+    model = timm.create_model(name, in_chans=in_chans, num_classes=0, pretrained=False)
+    if stem != "imagenet":
+        if not (hasattr(model, "conv1") and hasattr(model, "maxpool")):
+            raise EncoderError(f"stem '{stem}' needs a ResNet-style model with conv1 and maxpool; '{name}' has not")
+        model.maxpool = nn.Identity()
+        if stem == "small":
+            width = model.conv1.out_channels
+            model.conv1 = nn.Conv2d(in_chans, width, kernel_size=3, stride=1, padding=1, bias=False)
+    model.eossl_in_chans = in_chans
+    return model
+
+
+def check_input_bands(encoder: nn.Module, x: torch.Tensor, modality: str) -> None:
+    """Raise a clear error when a batch's band count does not match what the encoder was built for."""
+    expected = getattr(encoder, "eossl_in_chans", None)
+    if expected is not None and x.shape[1] != expected:
+        raise EncoderError(
+            f"modality '{modality}' has {x.shape[1]} bands but the encoder was built for {expected} input bands"
+        )
