@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from eossl.data.datamodule import StoreDataset, _already_collated
 from eossl.data.store import SampleStore
 from eossl.data.synth.generator import SynthSpec, synthesize_store
+from eossl.training import bf16_autocast
 
 
 def _rate(count: int, seconds: float) -> str:
@@ -63,13 +64,12 @@ def bench_pretrain_step(store: SampleStore, steps: int, batch_size: int = 128) -
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     batch = {"s2": torch.from_numpy(store.read("s2", np.arange(batch_size)).astype(np.float32) / 10000).to(device)}
     model.log = lambda *a, **k: None  # no trainer attached
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     for i in range(steps + 2):
         if i == 2:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
-        with torch.autocast(device.type, dtype=dtype, enabled=device.type == "cuda"):
+        with bf16_autocast(device):
             loss = model.training_step(batch, i)
         optimizer.zero_grad()
         loss.backward()

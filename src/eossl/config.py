@@ -33,6 +33,7 @@ class DataConfig(_Strict):
 class EncoderConfig(_Strict):
     name: str = "resnet18"
     stem: Literal["imagenet", "no-maxpool", "small"] = "imagenet"
+    output_stride: Literal[8, 16, 32] = 16
 
 
 class MethodConfig(_Strict):

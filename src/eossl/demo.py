@@ -23,11 +23,11 @@ from eossl.methods.pretrain import run_pretrain
 PRESETS = {
     "full": {
         "synth": SynthSpec(num_locations=2500, seasons=4, patch_size=32, seed=0),
-        "pretrain": {"data": {"batch_size": 128}, "trainer": {"max_steps": 450, "max_epochs": 1000}},
+        "pretrain": {"data": {"batch_size": 128}, "trainer": {"max_steps": 400, "max_epochs": 1000}},
         "evaluate": {
             "fractions": [0.01, 0.1, 1.0],
             "seeds": [0, 1, 2],
-            "finetune": {"tasks": ["single-label"], "min_steps": 40, "max_steps": 40, "batch_size": 64},
+            "finetune": {"tasks": ["single-label"], "min_steps": 40, "max_steps": 40, "batch_size": 32},
         },
     },
     "quick": {

@@ -47,7 +47,7 @@ def test_pretrain_then_evaluate(small_store, tmp_path):
             {
                 "out": str(tmp_path / "pre"),
                 "data": {"store": str(small_store), "batch_size": 32},
-                "trainer": {"max_steps": 3, "progress_bar": False},
+                "trainer": {"max_steps": 3, "progress_bar": False, "log_every_n_steps": 1},
             }
         )
     )

@@ -30,7 +30,8 @@ def test_metrics_on_hand_computed_examples():
     ml_logits = torch.tensor([[5.0, -5], [-5, 5], [5, -5]])
     m = classification_metrics("multi-label", ml_logits, targets, 2)
     assert m["micro_f1"] == pytest.approx(2 * 3 / (2 * 3 + 1))  # tp=3, fn=1, fp=0
-    assert m["mAP"] == pytest.approx((1.0 + 1.0) / 2)
+    # AP class 0 = 1; class 1 ranks its positives 1st and tied-last with a negative -> (1 + 2/3) / 2
+    assert m["mAP"] == pytest.approx((1.0 + (1 + 2 / 3) / 2) / 2)
 
 
 def test_image_statistics_features():

@@ -47,9 +47,11 @@ def test_nan_inputs_are_counted_not_propagated(small_store):
     assert model.normalizer.filled["s2"] == 9
 
 
-@pytest.mark.parametrize("stem, expected", [("imagenet", 1), ("no-maxpool", 2), ("small", 4)])
-def test_stems_for_small_patches(stem, expected):
-    encoder = build_encoder("resnet18", 12, stem)
+@pytest.mark.parametrize(
+    "stem, stride, expected", [("imagenet", 32, 1), ("imagenet", 16, 2), ("no-maxpool", 32, 2), ("small", 32, 4)]
+)
+def test_stems_for_small_patches(stem, stride, expected):
+    encoder = build_encoder("resnet18", 12, stem, output_stride=stride).eval()
     feature_map = encoder.forward_features(torch.zeros(1, 12, 32, 32))
     assert feature_map.shape[-1] == expected
     assert encoder(torch.zeros(2, 12, 32, 32)).shape == (2, 512)

@@ -4,7 +4,7 @@ Layout of a store folder ::
 
     STORE/arrays.zarr/          zarr v3 group; its attributes hold the format version, modalities,
                                 per-band statistics and class names
-    STORE/arrays.zarr/<array>/  one array per modality or target, shape [N, ...], one chunk per sample
+    STORE/arrays.zarr/<array>/  one array per modality or target, shape [N, ...], chunks of ``chunk_size`` samples
                                 packed into shards of ``shard_size`` samples (random access without
                                 thousands of tiny files)
     STORE/metadata.csv          one row per sample: location, season, lat/lon, labels, nuisance factors
@@ -80,6 +80,7 @@ class StoreWriter:
         modalities: dict[str, Modality],
         extra_arrays: dict[str, tuple[tuple[int, ...], str]] | None = None,
         shard_size: int = 256,
+        chunk_size: int = 16,
         overwrite: bool = False,
     ) -> None:
         self.path = Path(path)
@@ -92,7 +93,7 @@ class StoreWriter:
         self._shapes: dict[str, tuple[int, ...]] = {}
         self._dtypes: dict[str, str] = {}
         self._extra = dict(extra_arrays or {})
-        self._shard = shard_size
+        self._shard, self._chunk = shard_size, chunk_size
         self._stats = {name: _BandStats(m.num_bands) for name, m in modalities.items() if m.continuous}
         self._tables: list[pd.DataFrame] = []
         self._written = 0
@@ -100,12 +101,13 @@ class StoreWriter:
     def _array(self, name: str, sample_shape: tuple[int, ...], dtype: str) -> zarr.Array:
         if name not in self._shapes:
             self._shapes[name], self._dtypes[name] = sample_shape, dtype
-            shard = min(self._shard, self.num_samples)
+            chunk = min(self._chunk, self.num_samples)
+            shard = -(-min(self._shard, self.num_samples) // chunk) * chunk  # a whole number of chunks
             self.group.create_array(
                 name,
                 shape=(self.num_samples, *sample_shape),
                 dtype=dtype,
-                chunks=(1, *sample_shape),
+                chunks=(chunk, *sample_shape),
                 shards=(shard, *sample_shape),
                 compressors=BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle"),
             )

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from eossl.data.normalize import BandNormalizer
+from eossl.training import bf16_autocast
 
 IMAGE_STAT_PERCENTILES = (0.1, 0.5, 0.9)
 
@@ -30,7 +31,7 @@ def encode(
     for start in range(0, len(images), batch_size):
         batch = {modality: images[start : start + batch_size].to(device)}
         x = normalizer(normalizer.fill_invalid(batch))[modality]
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with bf16_autocast(device):
             chunks.append(encoder(x).float().cpu())
     return torch.cat(chunks)
 

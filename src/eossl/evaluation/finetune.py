@@ -20,7 +20,7 @@ from eossl.config import FinetuneProtocolConfig
 from eossl.data.augment import AugmentConfig, MultiModalAugment
 from eossl.data.modality import Modality
 from eossl.data.normalize import BandNormalizer
-from eossl.training import resolve_precision
+from eossl.training import bf16_autocast, resolve_precision
 
 SPATIAL_ONLY = AugmentConfig(crop_scale=(1.0, 1.0), brightness=0, band_gain=0, contrast=0, haze=0, noise_std=0)
 
@@ -112,6 +112,7 @@ def finetune(
         enable_progress_bar=False,
         enable_model_summary=False,
     )
+    model.train()  # the source encoder may be in eval mode (feature extraction); Lightning keeps module modes
     trainer.fit(model, loader)
     return model.cpu().eval()
 
@@ -121,6 +122,7 @@ def predict(
     model: FinetuneClassifier, images: torch.Tensor, device: torch.device, batch_size: int = 512
 ) -> torch.Tensor:
     model = model.to(device).eval()
-    out = [model(images[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(images), batch_size)]
+    with bf16_autocast(device):
+        out = [model(images[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(images), batch_size)]
     model.cpu()
     return torch.cat(out)

@@ -29,7 +29,7 @@ from eossl.evaluation.metrics import TASK_TARGET, classification_metrics
 from eossl.evaluation.report import PRIMARY_METRIC, write_report
 from eossl.methods.pretrain import PretrainedEncoder, load_pretrained_encoder
 from eossl.models.encoders import build_encoder
-from eossl.training import default_device
+from eossl.training import default_device, quiet_lightning
 
 RESULT_COLUMNS = [
     "init",
@@ -61,7 +61,7 @@ class _Encoders:
     ) -> None:
         self.cfg, self.stats, self.modality, self.device = cfg, stats, modality, device
         self.train_images = train_images
-        self.encoder_name, self.stem = cfg.encoder.name, cfg.encoder.stem
+        self.encoder_name, self.stem, self.output_stride = cfg.encoder.name, cfg.encoder.stem, cfg.encoder.output_stride
         self.pretrained: PretrainedEncoder | None = None
         if "checkpoint" in cfg.inits:
             if cfg.checkpoint is None:
@@ -72,7 +72,8 @@ class _Encoders:
                     f"checkpoint '{cfg.checkpoint}' was pretrained on modality "
                     f"'{self.pretrained.modality}', but 'data.modality' is '{modality}'"
                 )
-            self.encoder_name, self.stem = self.pretrained.encoder_name, self.pretrained.stem
+            p = self.pretrained
+            self.encoder_name, self.stem, self.output_stride = p.encoder_name, p.stem, p.output_stride
 
     def names(self) -> list[str]:
         return [self.pretrained.method if init == "checkpoint" else init for init in self.cfg.inits]
@@ -81,49 +82,65 @@ class _Encoders:
         if self.pretrained is not None and init == self.pretrained.method:
             return self.pretrained.encoder, self.pretrained.normalizer
         torch.manual_seed(0)
-        encoder = build_encoder(self.encoder_name, self.train_images.shape[1], self.stem)
+        encoder = build_encoder(self.encoder_name, self.train_images.shape[1], self.stem, self.output_stride)
         normalizer = BandNormalizer({self.modality: self.stats}, [self.modality])
         recalibrate_batchnorm(encoder, normalizer, self.modality, self.train_images, self.device)
         return encoder, normalizer
 
 
-def run_evaluate(cfg: EvaluateConfig, log: Callable[[str], None] = print) -> pd.DataFrame:
-    """Run the whole grid; write ``results.csv``, ``report.md``, ``label_efficiency.png`` into ``cfg.out``."""
-    unknown = set(cfg.inits) - {"checkpoint", "random", "image-stats"}
-    if unknown:
-        raise ConfigError(f"'inits': unknown {sorted(unknown)} (known: checkpoint, random, image-stats)")
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, out / "config.yaml")
-    device = default_device() if cfg.accelerator == "auto" else torch.device(cfg.accelerator)
-    dm = EODataModule(
-        cfg.data.store,
-        [cfg.data.modality],
-        targets=["label", "multilabel"],
-        val=cfg.data.val,
-        test=cfg.data.test,
-        split_seed=cfg.data.split_seed,
-        in_memory=cfg.data.in_memory,
-    )
-    store, modality = dm.store, cfg.data.modality
-    labels = store.table["label"].to_numpy()
-    num_classes = len(store.class_names) or int(labels.max()) + 1
-    data = {split: dm.dataset(split).__getitems__(list(range(len(dm.splits[split])))) for split in dm.splits}
-    train_index = dm.splits["train"]
-    position = {g: i for i, g in enumerate(train_index)}
-    # Check every (fraction, seed) subset up front so a bad fraction fails before hours of work.
-    subsets = {
-        (f, s): np.array([position[g] for g in label_fraction(labels, train_index, f, s)])
-        for f in cfg.fractions
-        for s in cfg.seeds
-    }
-    encoders = _Encoders(cfg, store.stats[modality], modality, data["train"][modality], device)
-    ckpt_tag = f"{cfg.checkpoint}:{Path(cfg.checkpoint).stat().st_mtime_ns}" if cfg.checkpoint else "none"
-    rows: list[dict] = []
+class _Grid:
+    """Everything shared by the runs of one evaluation: data in memory, labelled subsets, result rows."""
 
-    def add(init, protocol, task, fraction, seed, metrics, extra):
+    def __init__(self, cfg: EvaluateConfig) -> None:
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.device = default_device() if cfg.accelerator == "auto" else torch.device(cfg.accelerator)
+        dm = EODataModule(
+            cfg.data.store,
+            [cfg.data.modality],
+            targets=["label", "multilabel"],
+            val=cfg.data.val,
+            test=cfg.data.test,
+            split_seed=cfg.data.split_seed,
+            in_memory=cfg.data.in_memory,
+        )
+        self.store, self.modality, self.splits = dm.store, cfg.data.modality, dm.splits
+        labels = self.store.table["label"].to_numpy()
+        self.num_classes = len(self.store.class_names) or int(labels.max()) + 1
+        self.data = {split: dm.dataset(split).__getitems__(list(range(len(idx)))) for split, idx in dm.splits.items()}
+        # Every (fraction, seed) subset is drawn up front, so a bad fraction fails before any training.
+        position = {g: i for i, g in enumerate(dm.splits["train"])}
+        self.subsets = {
+            (f, s): np.array([position[g] for g in label_fraction(labels, dm.splits["train"], f, s)])
+            for f in cfg.fractions
+            for s in cfg.seeds
+        }
+        self.rows: list[dict] = []
+
+    def features(self, tag: str, compute: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Features of every split, cached under ``out/features`` keyed by ``tag``, store and split members."""
+        return {
+            split: cached(
+                self.out
+                / "features"
+                / f"{tag.split(':')[0]}-{split}-{cache_key(self.store.path, tag, idx.tobytes())}.pt",
+                lambda split=split: compute(self.data[split][self.modality]),
+            )
+            for split, idx in self.splits.items()
+        }
+
+    def add(
+        self,
+        init: str,
+        protocol: str,
+        task: str,
+        fraction: float,
+        seed: int,
+        metrics: dict[str, float],
+        **extra: object,
+    ) -> None:
         for metric, value in metrics.items():
-            rows.append(
+            self.rows.append(
                 {
                     "init": init,
                     "protocol": protocol,
@@ -132,102 +149,111 @@ def run_evaluate(cfg: EvaluateConfig, log: Callable[[str], None] = print) -> pd.
                     "seed": seed,
                     "metric": metric,
                     "value": value,
-                    "encoder": extra.get("encoder", ""),
-                    "modality": modality,
-                    "num_labels": extra["num_labels"],
-                    "trainable_params": extra["trainable_params"],
-                    "weight_decay": extra.get("wd", ""),
+                    "modality": self.modality,
+                    **extra,
                 }
             )
 
+    def linear_probe(self, init: str, feats: dict[str, torch.Tensor], encoder_name: str) -> None:
+        """Logistic regression per task, fraction and seed; weight decay picked on the validation split."""
+        for task in self.cfg.tasks:
+            target, multilabel = TASK_TARGET[task], task == "multi-label"
+            for (fraction, seed), subset in self.subsets.items():
+                best_score, best = -1.0, None
+                for wd in self.cfg.linear.weight_decays:
+                    probe = fit_linear(
+                        feats["train"][subset],
+                        self.data["train"][target][subset],
+                        multilabel,
+                        wd,
+                        self.cfg.linear.max_iter,
+                    )
+                    val = classification_metrics(
+                        task, probe.logits(feats["val"]), self.data["val"][target], self.num_classes
+                    )
+                    if val[PRIMARY_METRIC[task]] > best_score:
+                        best_score, best = val[PRIMARY_METRIC[task]], probe
+                test = classification_metrics(
+                    task, best.logits(feats["test"]), self.data["test"][target], self.num_classes
+                )
+                self.add(
+                    init,
+                    "linear",
+                    task,
+                    fraction,
+                    seed,
+                    test,
+                    encoder=encoder_name,
+                    num_labels=len(subset),
+                    trainable_params=sum(p.numel() for p in best.layer.parameters()),
+                    weight_decay=best.weight_decay,
+                )
+
+    def finetune(self, init: str, encoder: torch.nn.Module, normalizer: BandNormalizer, encoder_name: str) -> None:
+        """Encoder + head trained end to end per task, fraction and seed."""
+        images = self.data["train"][self.modality]
+        for task in self.cfg.finetune.tasks or self.cfg.tasks:
+            target, multilabel = TASK_TARGET[task], task == "multi-label"
+            for (fraction, seed), subset in self.subsets.items():
+                model = finetune(
+                    encoder,
+                    normalizer,
+                    self.store.modalities[self.modality],
+                    images[subset],
+                    self.data["train"][target][subset],
+                    multilabel,
+                    self.num_classes,
+                    self.cfg.finetune,
+                    accelerator=self.cfg.accelerator,
+                    seed=seed,
+                )
+                logits = predict(model, self.data["test"][self.modality], self.device)
+                test = classification_metrics(task, logits, self.data["test"][target], self.num_classes)
+                self.add(
+                    init,
+                    "finetune",
+                    task,
+                    fraction,
+                    seed,
+                    test,
+                    encoder=encoder_name,
+                    num_labels=len(subset),
+                    trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
+                )
+
+    def results(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=RESULT_COLUMNS)
+
+
+def run_evaluate(cfg: EvaluateConfig, log: Callable[[str], None] = print) -> pd.DataFrame:
+    """Run the whole grid; write ``results.csv``, ``report.md``, ``label_efficiency.png`` into ``cfg.out``."""
+    unknown = set(cfg.inits) - {"checkpoint", "random", "image-stats"}
+    if unknown:
+        raise ConfigError(f"'inits': unknown {sorted(unknown)} (known: checkpoint, random, image-stats)")
+    quiet_lightning()
+    grid = _Grid(cfg)
+    grid.out.mkdir(parents=True, exist_ok=True)
+    dump_config(cfg, grid.out / "config.yaml")
+    train_images = grid.data["train"][grid.modality]
+    encoders = _Encoders(cfg, grid.store.stats[grid.modality], grid.modality, train_images, grid.device)
+    ckpt_tag = f"{cfg.checkpoint}:{Path(cfg.checkpoint).stat().st_mtime_ns}" if encoders.pretrained else ""
     for init in encoders.names():
         started = time.perf_counter()
         if init == "image-stats":
-            feats = {
-                s: cached(
-                    out / "features" / f"image-stats-{s}-{cache_key(store.path, dm.splits[s].tobytes())}.pt",
-                    lambda s=s: image_statistics(data[s][modality]),
-                )
-                for s in data
-            }
-            encoder = None
+            feats = grid.features("image-stats", image_statistics)
+            if cfg.linear.enabled:
+                grid.linear_probe(init, feats, "image-stats")
         else:
             encoder, normalizer = encoders.build(init)
-            feats = {
-                s: cached(
-                    out / "features" / f"{init}-{s}-{cache_key(store.path, ckpt_tag, dm.splits[s].tobytes())}.pt",
-                    lambda s=s, e=encoder, n=normalizer: encode(e, n, modality, data[s][modality], device),
-                )
-                for s in data
-            }
-        arch = encoders.encoder_name if encoder is not None else "image-stats"
-        if cfg.linear.enabled:
-            for task in cfg.tasks:
-                target = TASK_TARGET[task]
-                for (fraction, seed), subset in subsets.items():
-                    y_train = data["train"][target][subset]
-                    best = None
-                    for wd in cfg.linear.weight_decays:
-                        probe = fit_linear(
-                            feats["train"][subset], y_train, task == "multi-label", wd, cfg.linear.max_iter
-                        )
-                        val = classification_metrics(task, probe.logits(feats["val"]), data["val"][target], num_classes)
-                        if best is None or val[PRIMARY_METRIC[task]] > best[0]:
-                            best = (val[PRIMARY_METRIC[task]], probe)
-                    probe = best[1]
-                    test = classification_metrics(task, probe.logits(feats["test"]), data["test"][target], num_classes)
-                    params = sum(p.numel() for p in probe.layer.parameters())
-                    add(
-                        init,
-                        "linear",
-                        task,
-                        fraction,
-                        seed,
-                        test,
-                        {
-                            "num_labels": len(subset),
-                            "trainable_params": params,
-                            "wd": probe.weight_decay,
-                            "encoder": arch,
-                        },
-                    )
-            log(f"  linear probe  {init:<12} done in {time.perf_counter() - started:.0f}s")
-        if cfg.finetune.enabled and encoder is not None:
-            started = time.perf_counter()
-            for task in cfg.finetune.tasks or cfg.tasks:
-                target = TASK_TARGET[task]
-                multilabel = task == "multi-label"
-                for (fraction, seed), subset in subsets.items():
-                    model = finetune(
-                        encoder,
-                        normalizer,
-                        store.modalities[modality],
-                        data["train"][modality][subset],
-                        data["train"][target][subset],
-                        multilabel,
-                        num_classes,
-                        cfg.finetune,
-                        accelerator="auto" if cfg.accelerator == "auto" else cfg.accelerator,
-                        seed=seed,
-                    )
-                    test = classification_metrics(
-                        task, predict(model, data["test"][modality], device), data["test"][target], num_classes
-                    )
-                    params = sum(p.numel() for p in model.encoder.parameters()) + sum(
-                        p.numel() for p in model.head.parameters()
-                    )
-                    add(
-                        init,
-                        "finetune",
-                        task,
-                        fraction,
-                        seed,
-                        test,
-                        {"num_labels": len(subset), "trainable_params": params, "encoder": arch},
-                    )
-            log(f"  fine-tuning   {init:<12} done in {time.perf_counter() - started:.0f}s")
-        _write_csv_atomic(pd.DataFrame(rows, columns=RESULT_COLUMNS), out / "results.csv")
-    results = pd.DataFrame(rows, columns=RESULT_COLUMNS)
-    _write_csv_atomic(results, out / "results.csv")
-    write_report(results, out, cfg)
+            feats = grid.features(
+                f"{init}:{ckpt_tag}", lambda x, e=encoder, n=normalizer: encode(e, n, grid.modality, x, grid.device)
+            )
+            if cfg.linear.enabled:
+                grid.linear_probe(init, feats, encoders.encoder_name)
+            if cfg.finetune.enabled:
+                grid.finetune(init, encoder, normalizer, encoders.encoder_name)
+        log(f"  {init:<12} evaluated in {time.perf_counter() - started:.0f}s")
+        _write_csv_atomic(grid.results(), grid.out / "results.csv")
+    results = grid.results()
+    write_report(results, grid.out, cfg)
     return results

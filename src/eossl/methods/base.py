@@ -27,7 +27,8 @@ class PretrainMethod(L.LightningModule):
         self.cfg = config
         self.modality_name = modality["name"]
         spec = Modality(**{k: tuple(v) if isinstance(v, list) else v for k, v in modality.items()})
-        self.encoder = build_encoder(config["encoder"]["name"], spec.num_bands, config["encoder"]["stem"])
+        enc = config["encoder"]
+        self.encoder = build_encoder(enc["name"], spec.num_bands, enc["stem"], enc.get("output_stride", 32))
         self.normalizer = BandNormalizer({self.modality_name: stats}, [self.modality_name])
         self.augment = MultiModalAugment({self.modality_name: spec}, AugmentConfig(**config["augment"]))
 

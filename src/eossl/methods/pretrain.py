@@ -17,13 +17,14 @@ from eossl.data.datamodule import EODataModule
 from eossl.data.normalize import BandNormalizer
 from eossl.methods import METHODS
 from eossl.models.encoders import build_encoder
-from eossl.training import resolve_precision
+from eossl.training import quiet_lightning, resolve_precision
 
 
 def run_pretrain(cfg: PretrainConfig) -> Path:
     """Train ``cfg.method`` on the store's training split; return the path of the last checkpoint."""
     if cfg.method.name not in METHODS:
         raise ConfigError(f"'method.name': unknown method '{cfg.method.name}' (available: {', '.join(METHODS)})")
+    quiet_lightning()
     L.seed_everything(cfg.seed, verbose=False)
     dm = EODataModule(
         cfg.data.store,
@@ -94,6 +95,7 @@ class PretrainedEncoder:
     method: str
     encoder_name: str
     stem: str
+    output_stride: int
 
 
 def load_pretrained_encoder(checkpoint: str | Path) -> PretrainedEncoder:
@@ -107,10 +109,17 @@ def load_pretrained_encoder(checkpoint: str | Path) -> PretrainedEncoder:
         cfg, modality, stats = hp["config"], hp["modality"], hp["stats"]
     except KeyError as exc:
         raise ValueError(f"checkpoint '{path}' was not written by eossl pretrain (missing {exc})") from None
-    encoder = build_encoder(cfg["encoder"]["name"], len(modality["bands"]), cfg["encoder"]["stem"])
+    enc = cfg["encoder"]
+    encoder = build_encoder(enc["name"], len(modality["bands"]), enc["stem"], enc.get("output_stride", 32))
     state = ckpt["state_dict"]
     encoder.load_state_dict({k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")})
     normalizer = BandNormalizer({modality["name"]: stats}, [modality["name"]])
     return PretrainedEncoder(
-        encoder, normalizer, modality["name"], cfg["method"]["name"], cfg["encoder"]["name"], cfg["encoder"]["stem"]
+        encoder,
+        normalizer,
+        modality["name"],
+        cfg["method"]["name"],
+        enc["name"],
+        enc["stem"],
+        enc.get("output_stride", 32),
     )

@@ -211,8 +211,8 @@ def render_sentinel2(
     image = image * (1 - opacity[..., None]) + opacity[..., None] * CLOUD
 
     image = np.moveaxis(image, -1, 1).astype(np.float32)  # [N, B, H, W]
+    image = image + rng.normal(0, 0.003, image.shape).astype(np.float32)  # sensor noise, then resampling
     image = _degrade_resolution(image)
-    image = image + rng.normal(0, 0.003, image.shape).astype(np.float32)
     return {
         "reflectance": np.clip(image, 1e-4, 1.6),
         "cloud": (opacity > 0.2).astype(np.uint8),
