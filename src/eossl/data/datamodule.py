@@ -119,11 +119,9 @@ class EODataModule(L.LightningDataModule):
         if fraction is not None:
             labels = self.store.table["label"].to_numpy()
             self.splits["train"] = label_fraction(labels, self.splits["train"], fraction, fraction_seed)
-        needed = self.modalities + [
-            n
-            for n in ("multilabel", "lulc")
-            if (n == "multilabel" and n in self.targets) or (n == "lulc" and "mask" in self.targets)
-        ]
+        # arrays behind array-valued targets (label and tree_cover come from the metadata table)
+        target_arrays = {"multilabel": "multilabel", "mask": "lulc"}
+        needed = self.modalities + [target_arrays[t] for t in self.targets if t in target_arrays]
         self.arrays = load_arrays(self.store, needed, in_memory)
 
     def dataset(self, split: str) -> StoreDataset:

@@ -141,6 +141,11 @@ class StoreWriter:
         self._tables.append(table.reset_index(drop=True))
         self._written += n
 
+    @property
+    def written(self) -> int:
+        """Samples written so far."""
+        return self._written
+
     def close(self, attrs: dict[str, Any] | None = None) -> Path:
         """Check completeness, write statistics and metadata, and move the store into place."""
         if self._written != self.num_samples:

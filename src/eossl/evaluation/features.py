@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -81,7 +80,3 @@ def cached(path: Path, compute) -> torch.Tensor:
     torch.save(value, tmp)
     tmp.replace(path)
     return value
-
-
-def indices_digest(indices: np.ndarray) -> str:
-    return hashlib.sha1(np.ascontiguousarray(indices).tobytes()).hexdigest()[:12]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from lightning.pytorch.loggers import CSVLogger
 from eossl.config import ConfigError, PretrainConfig, dump_config
 from eossl.data.datamodule import EODataModule
 from eossl.data.normalize import BandNormalizer
+from eossl.data.store import write_json_atomic
 from eossl.methods import METHODS
 from eossl.models.encoders import build_encoder
 from eossl.training import quiet_lightning, resolve_precision
@@ -77,9 +77,7 @@ def run_pretrain(cfg: PretrainConfig) -> Path:
         "precision": str(trainer.precision),
         "checkpoint": str(out / "checkpoints" / "last.ckpt"),
     }
-    tmp = out / ".summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    tmp.replace(out / "summary.json")
+    write_json_atomic(out / "summary.json", summary)
     if any(model.normalizer.filled.values()):
         print(f"warning: filled {model.normalizer.filled} non-finite input values with band means (see summary.json)")
     return out / "checkpoints" / "last.ckpt"

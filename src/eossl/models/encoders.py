@@ -23,7 +23,8 @@ def build_encoder(name: str, in_chans: int, stem: Stem = "imagenet", output_stri
     uses a 3x3 stride-1 convolution without max-pool (CIFAR-style, 16x the compute).
     ``output_stride`` 16 (or 8) dilates the last stage(s) instead of striding, so a 32-pixel patch
     still has a 2x2 (4x4) feature map at the end: on the synthetic Earth a random-init ResNet-18's
-    linear probe rose from 0.31 to 0.42 accuracy with it, for about 1.5x the compute.
+    linear probe rose from 0.31 to 0.42 accuracy with it; a fp32 SimCLR step at batch 128 went from
+    216 to 123 samples/s on the 2-core CPU.
     """
     if name not in timm.list_models():
         raise EncoderError(f"unknown encoder '{name}': not a timm model name (e.g. resnet18, vit_small_patch16_224)")

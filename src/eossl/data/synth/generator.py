@@ -148,7 +148,7 @@ def synthesize_store(
         for arrays, table in generate_chunks(spec):
             writer.write(arrays, table)
             if progress:
-                progress(writer._written, spec.num_samples)
+                progress(writer.written, spec.num_samples)
     except BaseException:
         writer.abort()
         raise
