@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from eossl.data.augment import AugmentConfig
+from eossl.methods.hparams import METHOD_CONFIGS, AnyMethodConfig, SimCLRConfig
 
 
 class ConfigError(ValueError):
@@ -31,16 +32,30 @@ class DataConfig(_Strict):
 
 
 class EncoderConfig(_Strict):
+    """A timm model; ``stem``/``output_stride`` adapt CNNs, ``patch_size`` ViTs, to small patches."""
+
     name: str = "resnet18"
     stem: Literal["imagenet", "no-maxpool", "small"] = "imagenet"
-    output_stride: Literal[8, 16, 32] = 16
+    # CNNs: None means 16 where the model supports it (a 32-px patch keeps a 2x2 map), else native
+    output_stride: Literal[8, 16, 32] | None = None
+    patch_size: int | None = Field(None, gt=0)  # ViTs only; None keeps the model's own
+    img_size: int | None = Field(None, gt=0)  # ViTs only; None takes the store's patch size
 
 
-class MethodConfig(_Strict):
-    name: str = "simclr"
-    temperature: float = Field(0.2, gt=0)
-    hidden_dim: int = 512
-    projection_dim: int = 128
+class HealthConfig(_Strict):
+    """Collapse and health monitoring during pretraining (see :mod:`eossl.methods.health`)."""
+
+    every_n_steps: int = Field(10, gt=0)
+    # collapsed when std * sqrt(dim) of L2-normalised features (1 = isotropic, 0 = one point) falls below
+    collapse_std: float = Field(0.02, ge=0)
+    # ... or when the effective rank of the centred batch features (1..dim) falls below
+    collapse_rank: float = Field(1.5, ge=0)
+    # stop when the features stay collapsed this many steps (0: warn only)
+    stop_after_steps: int = Field(100, ge=0)
+    knn_every_n_steps: int = Field(100, ge=0)  # 0: only at the end of training
+    knn_k: int = Field(20, gt=0)
+    knn_bank_size: int = Field(2000, gt=0)
+    knn_query_size: int = Field(1000, gt=0)
 
 
 class OptimConfig(_Strict):
@@ -66,10 +81,25 @@ class PretrainConfig(_Strict):
     seed: int = 0
     data: DataConfig
     encoder: EncoderConfig = EncoderConfig()
-    method: MethodConfig = MethodConfig()
+    method: AnyMethodConfig = SimCLRConfig()
     optim: OptimConfig = OptimConfig()
     trainer: TrainerConfig = TrainerConfig()
     augment: AugmentConfig = AugmentConfig()
+    health: HealthConfig = HealthConfig()
+    resume: Path | None = None  # a checkpoint to continue from (optimizer, schedule and step included)
+
+    @model_validator(mode="after")
+    def _apply_method_recipe(self) -> PretrainConfig:
+        """Fill the method's recipe into every section key the user left at its default."""
+        for section, defaults in type(self.method).recipe.items():
+            current = getattr(self, section)
+            if section == "encoder" and "name" in current.model_fields_set:
+                continue  # the user chose another encoder: the recipe's sizes were for the recipe's one
+            unset = {k: v for k, v in defaults.items() if k not in current.model_fields_set}
+            if unset:
+                updated = type(current).model_validate({**current.model_dump(exclude_unset=True), **unset})
+                setattr(self, section, updated)
+        return self
 
 
 class LinearProtocolConfig(_Strict):
@@ -153,6 +183,9 @@ def validate_config(model: type[BaseModel], raw: dict[str, Any], source: str = "
             if err["type"] == "extra_forbidden":
                 section = model
                 for part in err["loc"][:-1]:
+                    if part in METHOD_CONFIGS and section is not None and not isinstance(section, type):
+                        section = METHOD_CONFIGS[str(part)]  # the tag of the discriminated method union
+                        continue
                     field = section.model_fields.get(str(part)) if isinstance(section, type) else None
                     section = field.annotation if field is not None else None
                 allowed = (

@@ -7,4 +7,17 @@ from eossl.data.splits import LabelFractionError
 from eossl.data.store import StoreError
 from eossl.models.encoders import EncoderError
 
-USER_ERRORS = (ConfigError, StoreError, EncoderError, LabelFractionError, FileNotFoundError, KeyError)
+
+class EmbeddingCollapseError(RuntimeError):
+    """Pretraining stopped because the embedding stayed collapsed (see the run's summary.json)."""
+
+
+USER_ERRORS = (
+    ConfigError,
+    StoreError,
+    EncoderError,
+    LabelFractionError,
+    FileNotFoundError,
+    KeyError,
+    EmbeddingCollapseError,
+)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 from kornia.geometry.transform import crop_and_resize
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from eossl.data.modality import Modality
@@ -33,6 +33,10 @@ class AugmentConfig(BaseModel):
     noise_std: float = 0.01
     sar_offset_db: float = 1.5
     sar_noise_db: float = 0.5
+    # multi-crop (DINO, SwAV): extra small views of a small part of the patch
+    local_views: int = Field(0, ge=0)
+    local_crop_size: int = Field(16, ge=4)
+    local_crop_scale: tuple[float, float] = (0.05, 0.35)
 
 
 def _uniform(n: int, low: float, high: float, device: torch.device) -> torch.Tensor:
@@ -47,9 +51,9 @@ class MultiModalAugment(nn.Module):
         self.modalities = modalities
         self.config = config or AugmentConfig()
 
-    def _crop_boxes(self, n: int, size: int, device: torch.device) -> torch.Tensor:
+    def _crop_boxes(self, n: int, size: int, scale: tuple[float, float], device: torch.device) -> torch.Tensor:
         cfg = self.config
-        area = _uniform(n, *cfg.crop_scale, device) * size * size
+        area = _uniform(n, *scale, device) * size * size
         log_ratio = _uniform(n, *torch.tensor(cfg.crop_ratio).log().tolist(), device)
         ratio = log_ratio.exp()
         w = (area * ratio).sqrt().clamp(2, size)
@@ -67,8 +71,8 @@ class MultiModalAugment(nn.Module):
             dim=1,
         )
 
-    def _spatial(self, x: torch.Tensor, params: dict, categorical: bool) -> torch.Tensor:
-        size = x.shape[-1]
+    def _spatial(self, x: torch.Tensor, params: dict, categorical: bool, out_size: int) -> torch.Tensor:
+        size = out_size
         if "boxes" in params:
             mode = "nearest" if categorical else "bilinear"
             x = crop_and_resize(x.float(), params["boxes"], (size, size), mode=mode, align_corners=True).to(x.dtype)
@@ -104,16 +108,22 @@ class MultiModalAugment(nn.Module):
         return x
 
     @torch.no_grad()
-    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Augment every image-like entry of ``batch`` whose key is a known modality."""
+    def forward(self, batch: dict[str, torch.Tensor], local: bool = False) -> dict[str, torch.Tensor]:
+        """Augment every image-like entry of ``batch`` whose key is a known modality.
+
+        ``local`` draws a multi-crop local view: a crop of ``local_crop_scale`` of the area, resized
+        to ``local_crop_size`` pixels, instead of a global view at the input size.
+        """
         keys = [k for k in batch if k in self.modalities]
         if not keys:
             return batch
         ref = batch[keys[0]]
         n, size, device = ref.shape[0], ref.shape[-1], ref.device
+        scale = self.config.local_crop_scale if local else self.config.crop_scale
+        out_size = min(self.config.local_crop_size, size) if local else size
         params: dict[str, torch.Tensor] = {}
-        if self.config.crop_scale[0] < 1.0:
-            params["boxes"] = self._crop_boxes(n, size, device)
+        if scale[0] < 1.0 or out_size != size:
+            params["boxes"] = self._crop_boxes(n, size, scale, device)
         if self.config.flip:
             params["hflip"] = torch.rand(n, device=device) < 0.5
             params["vflip"] = torch.rand(n, device=device) < 0.5
@@ -122,6 +132,6 @@ class MultiModalAugment(nn.Module):
         out = dict(batch)
         for key in keys:
             modality = self.modalities[key]
-            x = self._spatial(batch[key], params, categorical=not modality.continuous)
+            x = self._spatial(batch[key], params, categorical=not modality.continuous, out_size=out_size)
             out[key] = self._radiometric(x, modality) if modality.continuous else x
         return out

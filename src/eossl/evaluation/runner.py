@@ -28,7 +28,7 @@ from eossl.evaluation.linear_probe import fit_linear
 from eossl.evaluation.metrics import TASK_TARGET, classification_metrics
 from eossl.evaluation.report import PRIMARY_METRIC, write_report
 from eossl.methods.pretrain import PretrainedEncoder, load_pretrained_encoder
-from eossl.models.encoders import build_encoder
+from eossl.models.encoders import encoder_from_config
 from eossl.training import default_device, quiet_lightning
 
 RESULT_COLUMNS = [
@@ -61,7 +61,9 @@ class _Encoders:
     ) -> None:
         self.cfg, self.stats, self.modality, self.device = cfg, stats, modality, device
         self.train_images = train_images
-        self.encoder_name, self.stem, self.output_stride = cfg.encoder.name, cfg.encoder.stem, cfg.encoder.output_stride
+        self.encoder_config = cfg.encoder.model_dump()
+        if self.encoder_config["img_size"] is None:
+            self.encoder_config["img_size"] = train_images.shape[-1]
         self.pretrained: PretrainedEncoder | None = None
         if "checkpoint" in cfg.inits:
             if cfg.checkpoint is None:
@@ -72,8 +74,11 @@ class _Encoders:
                     f"checkpoint '{cfg.checkpoint}' was pretrained on modality "
                     f"'{self.pretrained.modality}', but 'data.modality' is '{modality}'"
                 )
-            p = self.pretrained
-            self.encoder_name, self.stem, self.output_stride = p.encoder_name, p.stem, p.output_stride
+            self.encoder_config = self.pretrained.encoder_config
+
+    @property
+    def encoder_name(self) -> str:
+        return self.encoder_config["name"]
 
     def names(self) -> list[str]:
         return [self.pretrained.method if init == "checkpoint" else init for init in self.cfg.inits]
@@ -82,7 +87,7 @@ class _Encoders:
         if self.pretrained is not None and init == self.pretrained.method:
             return self.pretrained.encoder, self.pretrained.normalizer
         torch.manual_seed(0)
-        encoder = build_encoder(self.encoder_name, self.train_images.shape[1], self.stem, self.output_stride)
+        encoder = encoder_from_config(self.encoder_config, self.train_images.shape[1])
         normalizer = BandNormalizer({self.modality: self.stats}, [self.modality])
         recalibrate_batchnorm(encoder, normalizer, self.modality, self.train_images, self.device)
         return encoder, normalizer

@@ -1,17 +1,28 @@
-"""The shared base of pretraining methods: encoder, on-device views, optimiser and schedule, health logs."""
+"""The shared base of pretraining methods: encoder, on-device views, schedules, optimiser.
+
+A method = pairing x objective x encoder. The base owns the encoder and the pairing by augmentation
+(:meth:`PretrainMethod.views`); a subclass adds its heads and writes ``training_step`` as the paper's
+pseudo-code. Health (collapse, rank, kNN) is watched from outside by
+:class:`eossl.methods.health.HealthMonitor`, so every method is monitored the same way.
+"""
 
 from __future__ import annotations
 
+import copy
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import lightning as L
 import torch
+from lightly.models.utils import deactivate_requires_grad, update_momentum
+from lightly.utils.scheduler import cosine_schedule
+from torch import nn
 
+from eossl.config import ConfigError
 from eossl.data.augment import AugmentConfig, MultiModalAugment
 from eossl.data.modality import Modality
 from eossl.data.normalize import BandNormalizer
-from eossl.models.encoders import build_encoder, check_input_bands
+from eossl.models.encoders import check_input_bands, encoder_from_config, is_vision_transformer
 
 
 class PretrainMethod(L.LightningModule):
@@ -21,46 +32,85 @@ class PretrainMethod(L.LightningModule):
     input normalisation without the store (see :func:`eossl.methods.load_pretrained_encoder`).
     """
 
+    uses_local_views: ClassVar[bool] = False
+
     def __init__(self, config: dict[str, Any], modality: dict[str, Any], stats: dict[str, list[float]]) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.cfg = config
+        self.hp = config["method"]
         self.modality_name = modality["name"]
         spec = Modality(**{k: tuple(v) if isinstance(v, list) else v for k, v in modality.items()})
-        enc = config["encoder"]
-        self.encoder = build_encoder(enc["name"], spec.num_bands, enc["stem"], enc.get("output_stride", 32))
+        augment = AugmentConfig(**config["augment"])
+        if augment.local_views and not self.uses_local_views:
+            raise ConfigError(f"'augment.local_views': method '{self.hp['name']}' does not use multi-crop views")
+        multi_size = augment.local_views > 0 and is_vision_transformer(config["encoder"]["name"])
+        self.encoder = encoder_from_config(config["encoder"], spec.num_bands, dynamic_img_size=multi_size)
         self.normalizer = BandNormalizer({self.modality_name: stats}, [self.modality_name])
-        self.augment = MultiModalAugment({self.modality_name: spec}, AugmentConfig(**config["augment"]))
+        self.augment = MultiModalAugment({self.modality_name: spec}, augment)
 
     @property
     def num_features(self) -> int:
         return int(self.encoder.num_features)
 
+    # -- pairing by augmentation -------------------------------------------------------------------
     def views(self, batch: dict[str, torch.Tensor], count: int = 2) -> list[torch.Tensor]:
-        """``count`` independently augmented, normalised views of the batch's modality."""
+        """``count`` global views, then ``augment.local_views`` small local views, all normalised."""
         x = batch[self.modality_name]
         check_input_bands(self.encoder, x, self.modality_name)
         filled = self.normalizer.fill_invalid({self.modality_name: x})
         self.log("train/filled_values", float(self.normalizer.filled[self.modality_name]), reduce_fx="max")
-        return [self.normalizer(self.augment(filled))[self.modality_name] for _ in range(count)]
+        local = [False] * count + [True] * self.augment.config.local_views
+        return [self.normalizer(self.augment(filled, local=is_local))[self.modality_name] for is_local in local]
 
-    def log_embedding_health(self, z: torch.Tensor) -> None:
-        """Mean per-dimension std of L2-normalised embeddings: ~1/sqrt(d) when healthy, ~0 when collapsed."""
-        z = torch.nn.functional.normalize(z.detach().float(), dim=1)
-        self.log("train/embedding_std", z.std(dim=0).mean(), prog_bar=True)
+    # -- schedules ---------------------------------------------------------------------------------
+    @property
+    def total_steps(self) -> int:
+        trainer = getattr(self, "_trainer", None)
+        return max(1, int(trainer.estimated_stepping_batches)) if trainer is not None else 1
 
+    def cosine(self, start: float, end: float) -> float:
+        """A value following a cosine from ``start`` (step 0) to ``end`` (last step), e.g. EMA momentum."""
+        return float(cosine_schedule(self.global_step, self.total_steps, start, end))
+
+    @staticmethod
+    def momentum_copy(*modules: nn.Module) -> list[nn.Module]:
+        """Frozen deep copies (the momentum/teacher networks); updated only by :meth:`ema`."""
+        copies = [copy.deepcopy(m) for m in modules]
+        for c in copies:
+            deactivate_requires_grad(c)
+        return copies
+
+    @staticmethod
+    @torch.no_grad()
+    def ema(pairs: list[tuple[nn.Module, nn.Module]], momentum: float) -> None:
+        """teacher <- momentum * teacher + (1 - momentum) * student, for each (student, teacher)."""
+        for student, teacher in pairs:
+            update_momentum(student, teacher, momentum)
+
+    def log_loss(self, loss: torch.Tensor, **extra: float) -> None:
+        self.log("train/loss", loss, prog_bar=True)
+        for name, value in extra.items():
+            self.log(f"train/{name}", value)
+
+    # -- optimisation ------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
+        """AdamW / SGD / LARS; no weight decay on biases and norms; linear warmup, then cosine decay."""
         opt = self.cfg["optim"]
-        params = list(self.parameters())
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        groups = [
+            {"params": [p for p in trainable if p.ndim > 1], "weight_decay": opt["weight_decay"]},
+            {"params": [p for p in trainable if p.ndim <= 1], "weight_decay": 0.0},
+        ]
         if opt["optimizer"] == "adamw":
-            optimizer = torch.optim.AdamW(params, lr=opt["lr"], weight_decay=opt["weight_decay"])
+            optimizer = torch.optim.AdamW(groups, lr=opt["lr"])
         elif opt["optimizer"] == "sgd":
-            optimizer = torch.optim.SGD(params, lr=opt["lr"], momentum=0.9, weight_decay=opt["weight_decay"])
+            optimizer = torch.optim.SGD(groups, lr=opt["lr"], momentum=0.9)
         else:
             from lightly.utils.lars import LARS
 
-            optimizer = LARS(params, lr=opt["lr"], momentum=0.9, weight_decay=opt["weight_decay"])
-        total = max(1, int(self.trainer.estimated_stepping_batches))
+            optimizer = LARS(groups, lr=opt["lr"], momentum=0.9)
+        total = self.total_steps
         warmup = int(opt["warmup_fraction"] * total)
 
         def lr_factor(step: int) -> float:

@@ -1,9 +1,9 @@
-"""SimCLR (Chen et al., 2020): two augmented views of each image, an MLP projection, NT-Xent loss.
+"""SimCLR (Chen et al., 2020; v2: Chen et al., 2020b): two views, an MLP projection, NT-Xent.
 
 for x in loader:
     x1, x2 = augment(x), augment(x)
-    z1, z2 = g(f(x1)), g(f(x2))
-    loss = nt_xent(z1, z2, temperature)   # positives: the other view; negatives: the rest of the batch
+    z1, z2 = g(f(x1)), g(f(x2))              # g: 2-layer MLP (v1) or 3-layer MLP (v2)
+    loss = nt_xent(z1, z2, temperature)     # positive: the other view; negatives: the rest of the batch
 """
 
 from __future__ import annotations
@@ -20,15 +20,14 @@ from eossl.methods.base import PretrainMethod
 class SimCLR(PretrainMethod):
     def __init__(self, config: dict[str, Any], modality: dict[str, Any], stats: dict[str, list[float]]) -> None:
         super().__init__(config, modality, stats)
-        method = config["method"]
-        self.projection = SimCLRProjectionHead(self.num_features, method["hidden_dim"], method["projection_dim"])
-        self.criterion = NTXentLoss(temperature=method["temperature"])
+        hp = self.hp
+        layers = 2 if hp.get("version", 1) == 1 else 3
+        self.projection = SimCLRProjectionHead(self.num_features, hp["hidden_dim"], hp["projection_dim"], layers)
+        self.criterion = NTXentLoss(temperature=hp["temperature"])
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x1, x2 = self.views(batch)
-        z = self.projection(self.encoder(torch.cat([x1, x2])))
-        z1, z2 = z.chunk(2)
+        z1, z2 = self.projection(self.encoder(torch.cat([x1, x2]))).chunk(2)
         loss = self.criterion(z1, z2)
-        self.log("train/loss", loss, prog_bar=True)
-        self.log_embedding_health(z1)
+        self.log_loss(loss)
         return loss

@@ -15,24 +15,56 @@ class EncoderError(ValueError):
     """An encoder cannot be built or does not fit the data it is given."""
 
 
-def build_encoder(name: str, in_chans: int, stem: Stem = "imagenet", output_stride: int = 32) -> nn.Module:
+def is_vision_transformer(name: str) -> bool:
+    """True for timm models built by its VisionTransformer class (vit_*, deit_*, ...)."""
+    return timm.models.model_entrypoint(name).__module__.endswith("vision_transformer")
+
+
+def build_encoder(
+    name: str,
+    in_chans: int,
+    stem: Stem = "imagenet",
+    output_stride: int | None = None,
+    img_size: int | None = None,
+    patch_size: int | None = None,
+    dynamic_img_size: bool = False,
+) -> nn.Module:
     """A timm model with ``in_chans`` input bands that returns pooled features ``[B, num_features]``.
 
-    ``stem`` adapts ResNet-style stems to small patches: ``imagenet`` keeps the stride-4 stem (fast),
-    ``no-maxpool`` keeps the stride-2 convolution but drops the max-pool (4x the compute), ``small``
-    uses a 3x3 stride-1 convolution without max-pool (CIFAR-style, 16x the compute).
+    CNNs: ``stem`` adapts ResNet-style stems to small patches: ``imagenet`` keeps the stride-4 stem
+    (fast), ``no-maxpool`` keeps the stride-2 convolution but drops the max-pool (4x the compute),
+    ``small`` uses a 3x3 stride-1 convolution without max-pool (CIFAR-style, 16x the compute).
     ``output_stride`` 16 (or 8) dilates the last stage(s) instead of striding, so a 32-pixel patch
     still has a 2x2 (4x4) feature map at the end: on the synthetic Earth a random-init ResNet-18's
     linear probe rose from 0.31 to 0.42 accuracy with it; a fp32 SimCLR step at batch 128 went from
-    216 to 123 samples/s on the 2-core CPU.
+    216 to 123 samples/s on the 2-core CPU. ``None`` means 16 where the model supports it.
+
+    ViTs: ``img_size`` (the patch size of the store's samples) and ``patch_size`` (tokens are
+    ``patch_size`` pixels square: 4 on 32-px samples gives 64 tokens) size the positional embedding;
+    features are the mean of the patch tokens. ``dynamic_img_size`` lets one ViT take several input
+    sizes (multi-crop).
     """
     if name not in timm.list_models():
         raise EncoderError(f"unknown encoder '{name}': not a timm model name (e.g. resnet18, vit_small_patch16_224)")
-    kwargs = {"output_stride": output_stride} if output_stride != 32 else {}
-    try:
+    if is_vision_transformer(name):
+        if output_stride not in (None, 32) or stem != "imagenet":
+            raise EncoderError(f"encoder '{name}' is a ViT: set patch_size, not output_stride or stem")
+        kwargs: dict = {"img_size": img_size or 224, "global_pool": "avg", "dynamic_img_size": dynamic_img_size}
+        if patch_size is not None:
+            kwargs["patch_size"] = patch_size
+        if img_size is not None and patch_size is not None and img_size % patch_size:
+            raise EncoderError(f"encoder '{name}': img_size {img_size} is not a multiple of patch_size {patch_size}")
         model = timm.create_model(name, in_chans=in_chans, num_classes=0, pretrained=False, **kwargs)
-    except TypeError as exc:
-        raise EncoderError(f"encoder '{name}' does not accept output_stride={output_stride}: {exc}") from None
+    else:
+        if patch_size is not None:
+            raise EncoderError(f"encoder '{name}' is not a ViT: patch_size does not apply (use stem/output_stride)")
+        try:
+            stride = {"output_stride": output_stride or 16} if output_stride != 32 else {}
+            model = timm.create_model(name, in_chans=in_chans, num_classes=0, pretrained=False, **stride)
+        except TypeError as exc:
+            if output_stride is not None:
+                raise EncoderError(f"encoder '{name}' does not accept output_stride={output_stride}: {exc}") from None
+            model = timm.create_model(name, in_chans=in_chans, num_classes=0, pretrained=False)
     if stem != "imagenet":
         if not (hasattr(model, "conv1") and hasattr(model, "maxpool")):
             raise EncoderError(f"stem '{stem}' needs a ResNet-style model with conv1 and maxpool; '{name}' has not")
@@ -42,6 +74,19 @@ def build_encoder(name: str, in_chans: int, stem: Stem = "imagenet", output_stri
             model.conv1 = nn.Conv2d(in_chans, width, kernel_size=3, stride=1, padding=1, bias=False)
     model.eossl_in_chans = in_chans
     return model
+
+
+def encoder_from_config(config: dict, in_chans: int, dynamic_img_size: bool = False) -> nn.Module:
+    """:func:`build_encoder` from an ``encoder`` config section (as saved in checkpoints)."""
+    return build_encoder(
+        config["name"],
+        in_chans,
+        config.get("stem", "imagenet"),
+        config.get("output_stride"),
+        config.get("img_size"),
+        config.get("patch_size"),
+        dynamic_img_size,
+    )
 
 
 def check_input_bands(encoder: nn.Module, x: torch.Tensor, modality: str) -> None:

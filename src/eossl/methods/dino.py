@@ -1,0 +1,73 @@
+"""DINO (Caron et al., 2021): self-distillation with no labels, across global and local crops.
+
+for x in loader:
+    globals, locals = 2 large crops, n small crops of x
+    t = softmax((g_t(f_t(globals)) - center) / teacher_temp)     # teacher: EMA of the student
+    s = log_softmax(g(f(globals + locals)) / student_temp)
+    loss = mean over pairs (t_i, s_j), i != j, of -sum(t_i * s_j)
+    center = m * center + (1 - m) * mean(g_t(f_t(globals)))      # centring + sharpening avoid collapse
+    teacher_temp: linear warmup from 0.04 over the first 30% of training; EMA momentum 0.996 -> 1 (cosine)
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from lightly.loss import DINOLoss
+from lightly.models.modules import DINOProjectionHead
+from lightly.models.utils import deactivate_requires_grad
+
+from eossl.methods.base import PretrainMethod
+
+
+class DINO(PretrainMethod):
+    uses_local_views: ClassVar[bool] = True
+
+    def __init__(self, config: dict[str, Any], modality: dict[str, Any], stats: dict[str, list[float]]) -> None:
+        super().__init__(config, modality, stats)
+        hp = self.hp
+        self.projection = self.head()
+        (self.teacher_encoder,) = self.momentum_copy(self.encoder)
+        # the head's weight-normalised layer cannot be deep-copied: build a twin and copy the weights
+        self.teacher_projection = self.head()
+        self.teacher_projection.load_state_dict(self.projection.state_dict())
+        deactivate_requires_grad(self.teacher_projection)
+        self.criterion = DINOLoss(
+            output_dim=hp["output_dim"],
+            warmup_teacher_temp=hp["warmup_teacher_temperature"],
+            teacher_temp=hp["teacher_temperature"],
+            student_temp=hp["student_temperature"],
+            center_momentum=hp["center_momentum"],
+        )
+
+    def head(self) -> DINOProjectionHead:
+        hp = self.hp
+        dims = (self.num_features, hp["hidden_dim"], hp["bottleneck_dim"], hp["output_dim"])
+        return DINOProjectionHead(*dims, freeze_last_layer=hp["freeze_last_layer_steps"])
+
+    def teacher_temperature(self) -> float:
+        hp = self.hp
+        warmup = hp["warmup_teacher_fraction"] * self.total_steps
+        if self.global_step >= warmup:
+            return hp["teacher_temperature"]
+        start, end = hp["warmup_teacher_temperature"], hp["teacher_temperature"]
+        return start + (end - start) * self.global_step / warmup
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        views = self.views(batch)
+        global_views, local_views = torch.cat(views[:2]), views[2:]
+        momentum = self.cosine(self.hp["momentum_start"], self.hp["momentum_end"])
+        self.ema([(self.encoder, self.teacher_encoder), (self.projection, self.teacher_projection)], momentum)
+        with torch.no_grad():
+            teacher_out = self.teacher_projection(self.teacher_encoder(global_views)).float().chunk(2)
+        student_out = list(self.projection(self.encoder(global_views)).float().chunk(2))
+        if local_views:
+            student_out += self.projection(self.encoder(torch.cat(local_views))).float().chunk(len(local_views))
+        temperature = self.teacher_temperature()
+        loss = self.criterion(list(teacher_out), student_out, teacher_temp=temperature)
+        self.log_loss(loss, momentum=momentum, teacher_temperature=temperature)
+        return loss
+
+    def on_after_backward(self) -> None:
+        self.projection.cancel_last_layer_gradients(self.global_step)

@@ -1,0 +1,184 @@
+"""Hyperparameters of every pretraining method, with their defaults and per-method recipes.
+
+Each method has a typed config (selected by ``method.name``) whose defaults follow its paper, scaled
+down where the paper's sizes assume ImageNet and 8 GPUs (hidden widths, queue and prototype counts;
+the comment beside each says what the paper used). ``recipe`` holds the method's defaults for other
+sections (augmentation, optimiser, encoder); they apply only to keys the user did not set.
+This module is light (pydantic only) so configs validate without importing torch.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _MethodConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    recipe: ClassVar[dict[str, dict[str, Any]]] = {}
+    # which encoder of the trained module is the one to evaluate and export
+    export: ClassVar[str] = "encoder"
+    family: ClassVar[str] = ""
+
+
+class SimCLRConfig(_MethodConfig):
+    """SimCLR v1 (2-layer head) or v2 (3-layer head); NT-Xent over the batch."""
+
+    family: ClassVar[str] = "contrastive"
+    name: Literal["simclr"] = "simclr"
+    version: Literal[1, 2] = 1
+    temperature: float = Field(0.2, gt=0)  # paper: 0.5 (v1, batch 256) / 0.1 (v2); 0.2 was best here
+    hidden_dim: int = Field(512, gt=0)  # paper: 2048
+    projection_dim: int = Field(128, gt=0)
+
+
+class MoCoV2Config(_MethodConfig):
+    """MoCo v2: momentum key encoder, a queue of negative keys, InfoNCE."""
+
+    family: ClassVar[str] = "contrastive"
+    name: Literal["moco-v2"] = "moco-v2"
+    temperature: float = Field(0.2, gt=0)  # paper: 0.2
+    queue_size: int = Field(4096, gt=0)  # paper: 65536 (ImageNet); kept well below the training split here
+    momentum: float = Field(0.99, ge=0, le=1)  # paper: 0.999 for 200 epochs; short runs need a faster key encoder
+    hidden_dim: int = Field(512, gt=0)  # paper: 2048
+    projection_dim: int = Field(128, gt=0)
+
+
+class MoCoV3Config(_MethodConfig):
+    """MoCo v3: query encoder + projector + predictor, momentum key encoder, symmetric in-batch InfoNCE."""
+
+    family: ClassVar[str] = "contrastive"
+    name: Literal["moco-v3"] = "moco-v3"
+    temperature: float = Field(0.2, gt=0)  # paper: 0.2 (ViT), 1.0 (ResNet-50)
+    momentum_start: float = Field(0.99, ge=0, le=1)  # paper: 0.99 -> 1 (cosine)
+    momentum_end: float = Field(1.0, ge=0, le=1)
+    hidden_dim: int = Field(1024, gt=0)  # paper: 4096
+    projection_dim: int = Field(256, gt=0)
+
+
+class BYOLConfig(_MethodConfig):
+    """BYOL: online network predicts the momentum target network's projection of the other view."""
+
+    family: ClassVar[str] = "distillation"
+    name: Literal["byol"] = "byol"
+    momentum_start: float = Field(0.99, ge=0, le=1)  # paper: 0.996 -> 1 (cosine) over 300+ epochs
+    momentum_end: float = Field(1.0, ge=0, le=1)
+    hidden_dim: int = Field(1024, gt=0)  # paper: 4096
+    projection_dim: int = Field(256, gt=0)
+
+
+class SimSiamConfig(_MethodConfig):
+    """SimSiam: BYOL without the momentum encoder; the stop-gradient alone prevents collapse."""
+
+    family: ClassVar[str] = "distillation"
+    name: Literal["simsiam"] = "simsiam"
+    projection_dim: int = Field(512, gt=0)  # paper: 2048
+    prediction_hidden_dim: int = Field(128, gt=0)  # paper: 512 (a 4x bottleneck, kept)
+
+
+class DINOConfig(_MethodConfig):
+    """DINO: student matches the centred, sharpened momentum teacher across global and local crops."""
+
+    family: ClassVar[str] = "distillation"
+    export: ClassVar[str] = "teacher_encoder"  # the paper evaluates the teacher
+    recipe: ClassVar[dict[str, dict[str, Any]]] = {"augment": {"local_views": 4}}
+    name: Literal["dino"] = "dino"
+    output_dim: int = Field(4096, gt=0)  # paper: 65536
+    hidden_dim: int = Field(512, gt=0)  # paper: 2048
+    bottleneck_dim: int = Field(128, gt=0)  # paper: 256
+    student_temperature: float = Field(0.1, gt=0)
+    teacher_temperature: float = Field(0.04, gt=0)  # paper: 0.04 (up to 0.07)
+    warmup_teacher_temperature: float = Field(0.04, gt=0)
+    warmup_teacher_fraction: float = Field(0.3, ge=0, le=1)  # paper: 30 of 100 epochs
+    center_momentum: float = Field(0.9, ge=0, le=1)
+    momentum_start: float = Field(0.996, ge=0, le=1)  # paper: 0.996 -> 1 (cosine)
+    momentum_end: float = Field(1.0, ge=0, le=1)
+    freeze_last_layer_steps: int = Field(0, ge=0)  # paper: the first epoch
+
+
+class BarlowTwinsConfig(_MethodConfig):
+    """Barlow Twins: the cross-correlation of the two views' embeddings is driven to the identity."""
+
+    family: ClassVar[str] = "redundancy"
+    name: Literal["barlow-twins"] = "barlow-twins"
+    lambda_offdiag: float = Field(5e-3, ge=0)  # paper: 5e-3
+    hidden_dim: int = Field(2048, gt=0)  # paper: 8192
+    projection_dim: int = Field(2048, gt=0)  # paper: 8192
+
+
+class VICRegConfig(_MethodConfig):
+    """VICReg: invariance + variance (hinge on std) + covariance (decorrelation) terms."""
+
+    family: ClassVar[str] = "redundancy"
+    name: Literal["vicreg"] = "vicreg"
+    invariance_weight: float = Field(25.0, ge=0)  # paper: lambda = 25
+    variance_weight: float = Field(25.0, ge=0)  # paper: mu = 25
+    covariance_weight: float = Field(1.0, ge=0)  # paper: nu = 1
+    hidden_dim: int = Field(2048, gt=0)  # paper: 8192
+    projection_dim: int = Field(2048, gt=0)  # paper: 8192
+
+
+class SwAVConfig(_MethodConfig):
+    """SwAV: swapped prediction of Sinkhorn-Knopp cluster assignments over learnable prototypes."""
+
+    family: ClassVar[str] = "clustering"
+    recipe: ClassVar[dict[str, dict[str, Any]]] = {"augment": {"local_views": 4}}
+    name: Literal["swav"] = "swav"
+    prototypes: int = Field(64, gt=1)  # paper: 3000 for ImageNet's 1000 classes; the synthetic Earth has 11
+    temperature: float = Field(0.1, gt=0)
+    sinkhorn_iterations: int = Field(3, gt=0)
+    sinkhorn_epsilon: float = Field(0.05, gt=0)
+    freeze_prototypes_steps: int = Field(50, ge=0)  # paper: the first epoch
+    hidden_dim: int = Field(512, gt=0)  # paper: 2048
+    projection_dim: int = Field(128, gt=0)
+
+
+class MAEConfig(_MethodConfig):
+    """MAE: a ViT encodes the visible 25% of patches; a light decoder reconstructs the masked ones."""
+
+    family: ClassVar[str] = "masked"
+    recipe: ClassVar[dict[str, dict[str, Any]]] = {
+        "encoder": {"name": "vit_tiny_patch16_224", "patch_size": 4},
+        # the paper's MAE uses crops and flips only; reconstruction targets stay physical
+        "augment": {"crop_scale": (0.2, 1.0), "rotate90": False, "brightness": 0.0, "band_gain": 0.0,
+                    "contrast": 0.0, "haze": 0.0, "noise_std": 0.0, "sar_offset_db": 0.0, "sar_noise_db": 0.0},
+        "optim": {"weight_decay": 0.05, "lr": 1.5e-3},
+    }  # fmt: skip
+    name: Literal["mae"] = "mae"
+    mask_ratio: float = Field(0.75, gt=0, lt=1)
+    normalize_target: bool = True  # per-patch normalised pixel target (the paper's best)
+    decoder_dim: int = Field(128, gt=0)  # paper: 512
+    decoder_depth: int = Field(2, gt=0)  # paper: 8
+    decoder_heads: int = Field(4, gt=0)  # paper: 16
+
+
+METHOD_CONFIGS: dict[str, type[_MethodConfig]] = {
+    c.model_fields["name"].default: c
+    for c in (
+        SimCLRConfig,
+        MoCoV2Config,
+        MoCoV3Config,
+        BYOLConfig,
+        SimSiamConfig,
+        DINOConfig,
+        BarlowTwinsConfig,
+        VICRegConfig,
+        SwAVConfig,
+        MAEConfig,
+    )
+}
+
+AnyMethodConfig = Annotated[
+    SimCLRConfig
+    | MoCoV2Config
+    | MoCoV3Config
+    | BYOLConfig
+    | SimSiamConfig
+    | DINOConfig
+    | BarlowTwinsConfig
+    | VICRegConfig
+    | SwAVConfig
+    | MAEConfig,
+    Field(discriminator="name"),
+]

@@ -1,0 +1,84 @@
+"""MoCo v2 (Chen et al., 2020) and MoCo v3 (Chen, Xie & He, 2021): contrast against a momentum encoder.
+
+MoCo v2:
+    q = normalize(g(f(x_q)));  k = normalize(g_m(f_m(x_k)))      # f_m, g_m: EMA of f, g
+    logits = [q.k, q.queue] / t;  loss = cross_entropy(logits, 0)  # queue: past keys = negatives
+    enqueue(k); dequeue(oldest)
+MoCo v3 (no queue, predictor on the query side, symmetric):
+    q1, q2 = h(g(f(x1))), h(g(f(x2)));  k1, k2 = g_m(f_m(x1)), g_m(f_m(x2))
+    loss = ctr(q1, k2) + ctr(q2, k1);  ctr(q, k) = 2t * cross_entropy(q k^T / t, arange(N))
+Batch-shuffle BN is omitted: with one device the key batch statistics are the same either way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightly.models.modules import MoCoProjectionHead
+
+from eossl.methods.base import PretrainMethod
+
+
+class MoCoV2(PretrainMethod):
+    def __init__(self, config: dict[str, Any], modality: dict[str, Any], stats: dict[str, list[float]]) -> None:
+        super().__init__(config, modality, stats)
+        hp = self.hp
+        self.projection = MoCoProjectionHead(self.num_features, hp["hidden_dim"], hp["projection_dim"])
+        self.momentum_encoder, self.momentum_projection = self.momentum_copy(self.encoder, self.projection)
+        self.register_buffer("queue", F.normalize(torch.randn(hp["queue_size"], hp["projection_dim"]), dim=1))
+        self.register_buffer("queue_pointer", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def enqueue(self, keys: torch.Tensor) -> None:
+        """Replace the oldest keys of the queue (a ring buffer) with this batch's keys."""
+        n, size = len(keys), len(self.queue)
+        positions = (self.queue_pointer + torch.arange(n, device=keys.device)) % size
+        self.queue[positions] = keys.to(self.queue.dtype)
+        self.queue_pointer.copy_((self.queue_pointer + n) % size)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x_q, x_k = self.views(batch)
+        q = F.normalize(self.projection(self.encoder(x_q)), dim=1)
+        self.ema(
+            [(self.encoder, self.momentum_encoder), (self.projection, self.momentum_projection)], self.hp["momentum"]
+        )
+        with torch.no_grad():
+            k = F.normalize(self.momentum_projection(self.momentum_encoder(x_k)), dim=1)
+        positive = (q * k).sum(dim=1, keepdim=True)
+        negatives = q @ self.queue.clone().to(q.dtype).T
+        logits = torch.cat([positive, negatives], dim=1) / self.hp["temperature"]
+        loss = F.cross_entropy(logits.float(), torch.zeros(len(q), dtype=torch.long, device=q.device))
+        self.enqueue(k)
+        self.log_loss(loss)
+        return loss
+
+
+def contrastive_loss(q: torch.Tensor, k: torch.Tensor, temperature: float) -> torch.Tensor:
+    """MoCo v3's in-batch InfoNCE: the key of the same image is the positive, other keys are negatives."""
+    q, k = F.normalize(q.float(), dim=1), F.normalize(k.float(), dim=1)
+    logits = q @ k.T / temperature
+    return 2 * temperature * F.cross_entropy(logits, torch.arange(len(q), device=q.device))
+
+
+class MoCoV3(PretrainMethod):
+    def __init__(self, config: dict[str, Any], modality: dict[str, Any], stats: dict[str, list[float]]) -> None:
+        super().__init__(config, modality, stats)
+        hp = self.hp
+        hidden, dim = hp["hidden_dim"], hp["projection_dim"]
+        self.projection = MoCoProjectionHead(self.num_features, hidden, dim, num_layers=3, batch_norm=True)
+        self.prediction = MoCoProjectionHead(dim, hidden, dim, num_layers=2, batch_norm=True)
+        self.momentum_encoder, self.momentum_projection = self.momentum_copy(self.encoder, self.projection)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x1, x2 = self.views(batch)
+        momentum = self.cosine(self.hp["momentum_start"], self.hp["momentum_end"])
+        self.ema([(self.encoder, self.momentum_encoder), (self.projection, self.momentum_projection)], momentum)
+        q1, q2 = self.prediction(self.projection(self.encoder(torch.cat([x1, x2])))).chunk(2)
+        with torch.no_grad():
+            k1, k2 = self.momentum_projection(self.momentum_encoder(torch.cat([x1, x2]))).chunk(2)
+        t = self.hp["temperature"]
+        loss = contrastive_loss(q1, k2, t) + contrastive_loss(q2, k1, t)
+        self.log_loss(loss, momentum=momentum)
+        return loss

@@ -1,0 +1,38 @@
+"""SimSiam (Chen & He, 2021): BYOL without a momentum encoder; the stop-gradient prevents collapse.
+
+for x in loader:
+    x1, x2 = augment(x), augment(x)
+    z1, z2 = g(f(x1)), g(f(x2))                # projector with BN on its output
+    p1, p2 = h(z1), h(z2)                      # predictor with a 4x bottleneck
+    loss = D(p1, sg(z2)) / 2 + D(p2, sg(z1)) / 2,   D = negative cosine similarity
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightly.models.modules import SimSiamPredictionHead, SimSiamProjectionHead
+
+from eossl.methods.base import PretrainMethod
+
+
+def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    return -F.cosine_similarity(p.float(), z.detach().float(), dim=1).mean()
+
+
+class SimSiam(PretrainMethod):
+    def __init__(self, config: dict[str, Any], modality: dict[str, Any], stats: dict[str, list[float]]) -> None:
+        super().__init__(config, modality, stats)
+        dim = self.hp["projection_dim"]
+        self.projection = SimSiamProjectionHead(self.num_features, dim, dim)
+        self.prediction = SimSiamPredictionHead(dim, self.hp["prediction_hidden_dim"], dim)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x1, x2 = self.views(batch)
+        z1, z2 = self.projection(self.encoder(torch.cat([x1, x2]))).chunk(2)
+        p1, p2 = self.prediction(z1), self.prediction(z2)
+        loss = negative_cosine(p1, z2) / 2 + negative_cosine(p2, z1) / 2
+        self.log_loss(loss)
+        return loss

@@ -1,0 +1,35 @@
+"""VICReg (Bardes, Ponce & LeCun, 2022): variance-invariance-covariance regularisation.
+
+for x in loader:
+    z1, z2 = g(f(augment(x))), g(f(augment(x)))
+    loss = lambda * mse(z1, z2)                                       # invariance
+         + mu * mean(relu(1 - std(z1))) + mu * mean(relu(1 - std(z2)))   # variance: keep every dim alive
+         + nu * (offdiag(cov(z1))^2 + offdiag(cov(z2))^2) / D             # covariance: decorrelate dims
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from lightly.loss import VICRegLoss
+from lightly.models.modules.heads import VICRegProjectionHead
+
+from eossl.methods.base import PretrainMethod
+
+
+class VICReg(PretrainMethod):
+    def __init__(self, config: dict[str, Any], modality: dict[str, Any], stats: dict[str, list[float]]) -> None:
+        super().__init__(config, modality, stats)
+        hp = self.hp
+        self.projection = VICRegProjectionHead(self.num_features, hp["hidden_dim"], hp["projection_dim"])
+        self.criterion = VICRegLoss(
+            lambda_param=hp["invariance_weight"], mu_param=hp["variance_weight"], nu_param=hp["covariance_weight"]
+        )
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x1, x2 = self.views(batch)
+        z1, z2 = self.projection(self.encoder(torch.cat([x1, x2]))).chunk(2)
+        loss = self.criterion(z1.float(), z2.float())
+        self.log_loss(loss)
+        return loss
