@@ -108,6 +108,14 @@ class LinearProtocolConfig(_Strict):
     max_iter: int = 200
 
 
+class KnnProtocolConfig(_Strict):
+    """Weighted cosine kNN on cached frozen features; ``k`` picked on the validation split from ``ks``."""
+
+    enabled: bool = True
+    ks: list[int] = [5, 10, 20]
+    temperature: float = Field(0.07, gt=0)
+
+
 class FinetuneProtocolConfig(_Strict):
     enabled: bool = True
     tasks: list[Literal["single-label", "multi-label"]] | None = None
@@ -132,6 +140,7 @@ class EvaluateConfig(_Strict):
     fractions: list[float] = [0.01, 0.1, 1.0]
     seeds: list[int] = [0, 1, 2]
     linear: LinearProtocolConfig = LinearProtocolConfig()
+    knn: KnnProtocolConfig = KnnProtocolConfig()
     finetune: FinetuneProtocolConfig = FinetuneProtocolConfig()
     accelerator: str = "auto"
 

@@ -74,7 +74,8 @@ def test_pretrain_then_evaluate(small_store, tmp_path):
     results = pd.read_csv(tmp_path / "ev" / "results.csv")
     assert {"init", "protocol", "task", "fraction", "seed", "metric", "value"} <= set(results.columns)
     assert set(results.init) == {"simclr", "random", "image-stats"}
-    assert set(results.protocol) == {"linear", "finetune"}
+    assert set(results.protocol) == {"linear", "knn", "finetune"}
+    assert set(results[results.protocol == "knn"].trainable_params) == {0}
     assert set(results[results.protocol == "finetune"].init) == {"simclr", "random"}
     assert set(results.seed) == {0, 1, 2} and set(results.fraction) == {0.25, 1.0}
     assert set(results.metric) >= {"accuracy", "macro_f1", "micro_f1", "mAP"}
@@ -87,8 +88,10 @@ def test_pretrain_then_evaluate(small_store, tmp_path):
     assert len(cached) == 9  # 3 inits x 3 splits
     result = _invoke("evaluate", str(ev), "finetune.enabled=false")
     again = pd.read_csv(tmp_path / "ev" / "results.csv")
-    linear = results[results.protocol == "linear"].reset_index(drop=True)
-    pd.testing.assert_frame_equal(again, linear, check_dtype=False)
+    for protocol in ("linear", "knn"):
+        first = results[results.protocol == protocol].reset_index(drop=True)
+        second = again[again.protocol == protocol].reset_index(drop=True)
+        pd.testing.assert_frame_equal(second, first, check_dtype=False)
 
 
 def test_fraction_too_small_fails_before_work(small_store, tmp_path):

@@ -68,3 +68,20 @@ def test_report_tables_and_verdicts():
     assert len(lines) == 2 and all(line.startswith("PASS") for line in lines)
     md = render_markdown(results)
     assert "**0.810 ± 0.010**" in md and "| linear | random | 0.503 ± 0.015 |" in md
+
+
+def test_knn_votes_are_similarity_weighted_by_hand():
+    from eossl.evaluation.knn import knn_accuracy, knn_scores
+
+    bank = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    labels = torch.tensor([0, 0, 1, 1])
+    query = torch.tensor([[1.0, 0.05], [0.2, 1.0]])
+    scores = knn_scores(bank, labels, query, k=4, temperature=1.0, num_classes=3)
+    sims = torch.nn.functional.normalize(query, dim=1) @ torch.nn.functional.normalize(bank, dim=1).T
+    weights = sims.exp() / sims.exp().sum(1, keepdim=True)
+    expected = torch.stack([weights[:, :2].sum(1), weights[:, 2:].sum(1), torch.zeros(2)], dim=1)
+    assert torch.allclose(scores, expected, atol=1e-6)
+    assert knn_accuracy(bank, labels, query, torch.tensor([0, 1]), k=2) == 1.0
+    multi = knn_scores(bank, torch.tensor([[1, 0], [1, 1], [0, 1], [0, 1]]), query[:1], k=2, temperature=1.0)
+    w = sims[0, :2].exp() / sims[0, :2].exp().sum()
+    assert torch.allclose(multi[0], torch.stack([w.sum(), w[1]]), atol=1e-6)

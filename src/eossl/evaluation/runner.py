@@ -5,6 +5,7 @@ Inits: ``checkpoint`` (the pretrained encoder, reported under its method's name,
 training images so the baseline is not handicapped by un-calibrated normalisation) and
 ``image-stats`` (per-band mean/std/percentiles; linear protocol only).
 Protocols: ``linear`` (logistic regression on cached frozen features, weight decay chosen on the
+validation split), ``knn`` (weighted cosine kNN on the same cached features, k chosen on the
 validation split) and ``finetune`` (encoder + head trained end to end).
 """
 
@@ -24,6 +25,7 @@ from eossl.data.normalize import BandNormalizer
 from eossl.data.splits import label_fraction
 from eossl.evaluation.features import cache_key, cached, encode, image_statistics, recalibrate_batchnorm
 from eossl.evaluation.finetune import finetune, predict
+from eossl.evaluation.knn import knn_scores
 from eossl.evaluation.linear_probe import fit_linear
 from eossl.evaluation.metrics import TASK_TARGET, classification_metrics
 from eossl.evaluation.report import PRIMARY_METRIC, write_report
@@ -44,6 +46,7 @@ RESULT_COLUMNS = [
     "num_labels",
     "trainable_params",
     "weight_decay",
+    "k",
 ]
 
 
@@ -194,6 +197,33 @@ class _Grid:
                     weight_decay=best.weight_decay,
                 )
 
+    def _knn_logits(self, task: str, bank: torch.Tensor, subset: np.ndarray, query: torch.Tensor, k: int):
+        """kNN class probabilities turned into logits, so the classification metrics apply unchanged."""
+        targets = self.data["train"][TASK_TARGET[task]][subset]
+        scores = knn_scores(bank[subset], targets, query, k, self.cfg.knn.temperature, self.num_classes)
+        scores = scores.clamp(1e-6, 1 - 1e-6)
+        return (scores / (1 - scores)).log() if task == "multi-label" else scores.log()
+
+    def knn_probe(self, init: str, feats: dict[str, torch.Tensor], encoder_name: str) -> None:
+        """Weighted cosine kNN per task, fraction and seed; k picked on the validation split."""
+        for task in self.cfg.tasks:
+            target, primary = TASK_TARGET[task], PRIMARY_METRIC[task]
+            for (fraction, seed), subset in self.subsets.items():
+                val = {
+                    k: classification_metrics(
+                        task, self._knn_logits(task, feats["train"], subset, feats["val"], k),
+                        self.data["val"][target], self.num_classes,
+                    )[primary]
+                    for k in self.cfg.knn.ks
+                }  # fmt: skip
+                best_k = max(val, key=val.get)
+                logits = self._knn_logits(task, feats["train"], subset, feats["test"], best_k)
+                test = classification_metrics(task, logits, self.data["test"][target], self.num_classes)
+                self.add(
+                    init, "knn", task, fraction, seed, test, encoder=encoder_name, num_labels=len(subset),
+                    trainable_params=0, k=best_k,
+                )  # fmt: skip
+
     def finetune(self, init: str, encoder: torch.nn.Module, normalizer: BandNormalizer, encoder_name: str) -> None:
         """Encoder + head trained end to end per task, fraction and seed."""
         images = self.data["train"][self.modality]
@@ -248,6 +278,8 @@ def run_evaluate(cfg: EvaluateConfig, log: Callable[[str], None] = print) -> pd.
             feats = grid.features("image-stats", image_statistics)
             if cfg.linear.enabled:
                 grid.linear_probe(init, feats, "image-stats")
+            if cfg.knn.enabled:
+                grid.knn_probe(init, feats, "image-stats")
         else:
             encoder, normalizer = encoders.build(init)
             feats = grid.features(
@@ -255,6 +287,8 @@ def run_evaluate(cfg: EvaluateConfig, log: Callable[[str], None] = print) -> pd.
             )
             if cfg.linear.enabled:
                 grid.linear_probe(init, feats, encoders.encoder_name)
+            if cfg.knn.enabled:
+                grid.knn_probe(init, feats, encoders.encoder_name)
             if cfg.finetune.enabled:
                 grid.finetune(init, encoder, normalizer, encoders.encoder_name)
         log(f"  {init:<12} evaluated in {time.perf_counter() - started:.0f}s")
