@@ -120,7 +120,7 @@ def main() -> None:
     )
     columns = ["method"] + [f"{p} {f:.0%} acc" for p, f in CELLS] + [f"{p} {f:.0%} mAP" for p, f in CELLS]
     columns += ["samples_per_second", "peak_rss_mb"]
-    table = markdown_table(zoo[columns].fillna(""))
+    table = markdown_table(zoo[columns].astype(object).fillna(""))
     (args.out / "zoo.md").write_text(header + "\n" + table + "\n")
     print(header + "\n" + table)
 

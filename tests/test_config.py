@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from eossl.config import ConfigError, EvaluateConfig, PretrainConfig, load_config
@@ -26,3 +28,26 @@ def test_overrides_and_type_errors(tmp_path):
 def test_fraction_range_is_checked():
     with pytest.raises(ConfigError, match=r"label fraction 1.5 must be in \(0, 1\]"):
         load_config(EvaluateConfig, None, ["data.store=x", "fractions=[0.1,1.5]"])
+
+
+def test_method_keys_are_checked_per_method():
+    with pytest.raises(ConfigError, match=r"unknown key 'method\.temperature' of method 'byol' \(allowed here: name, "):
+        load_config(PretrainConfig, None, ["data.store=x", "method.name=byol", "method.temperature=0.1"])
+    with pytest.raises(ConfigError, match=r"'method\.teacher_temperature' of method 'dino': Input should be greater"):
+        load_config(PretrainConfig, None, ["data.store=x", "method.name=dino", "method.teacher_temperature=-1"])
+    with pytest.raises(ConfigError, match=r"does not match any of the expected tags: 'simclr', 'moco-v2'"):
+        load_config(PretrainConfig, None, ["data.store=x", "method.name=simclar"])
+
+
+def test_method_defaults_follow_the_chosen_method():
+    cfg = load_config(PretrainConfig, None, ["data.store=x", "method.name=moco-v2", "method.queue_size=1024"])
+    assert cfg.method.queue_size == 1024 and cfg.method.temperature == 0.2 and cfg.method.momentum == 0.99
+    assert load_config(PretrainConfig, None, ["data.store=x"]).method.name == "simclr"
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[1].joinpath("configs").glob("*.yaml")))
+def test_example_configs_validate(path):
+    model = PretrainConfig if path.name.startswith("pretrain") else EvaluateConfig
+    cfg = load_config(model, path)
+    if path.name.startswith("pretrain_"):
+        assert cfg.method.name.replace("-", "_") == path.stem.removeprefix("pretrain_")

@@ -188,23 +188,27 @@ def validate_config(model: type[BaseModel], raw: dict[str, Any], source: str = "
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"])
+            loc = [str(p) for p in err["loc"]]
+            where = ""
+            if loc[:1] == ["method"] and len(loc) > 1 and loc[1] in METHOD_CONFIGS:
+                where = f" of method '{loc[1]}'"  # drop the tag of the discriminated method union
+                loc = loc[:1] + loc[2:]
+            key = ".".join(loc)
             if err["type"] == "extra_forbidden":
                 section = model
-                for part in err["loc"][:-1]:
-                    if part in METHOD_CONFIGS and section is not None and not isinstance(section, type):
-                        section = METHOD_CONFIGS[str(part)]  # the tag of the discriminated method union
-                        continue
-                    field = section.model_fields.get(str(part)) if isinstance(section, type) else None
+                for part in loc[:-1]:
+                    field = section.model_fields.get(part) if isinstance(section, type) else None
                     section = field.annotation if field is not None else None
+                if where:
+                    section = METHOD_CONFIGS[str(err["loc"][1])]
                 allowed = (
                     ", ".join(section.model_fields)
                     if isinstance(section, type) and issubclass(section, BaseModel)
                     else "see the documented schema"
                 )
-                problems.append(f"unknown key '{key}' (allowed here: {allowed})")
+                problems.append(f"unknown key '{key}'{where} (allowed here: {allowed})")
             else:
-                problems.append(f"'{key}': {err['msg']} (got {err.get('input')!r})")
+                problems.append(f"'{key}'{where}: {err['msg']} (got {err.get('input')!r})")
         raise ConfigError(f"invalid {source}:\n  " + "\n  ".join(problems)) from None
 
 

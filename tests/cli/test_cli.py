@@ -115,3 +115,13 @@ def test_demo_quick(tmp_path):
     assert result.exit_code == 0, result.output
     assert "single-label accuracy" in result.output and "| linear | simclr |" in result.output
     assert (tmp_path / "demo" / "evaluate" / "report.md").exists()
+
+
+def test_methods_lists_every_method_with_defaults():
+    from eossl.methods import METHODS
+
+    result = _invoke("methods")
+    assert result.exit_code == 0, result.output
+    names = [line.split()[0] for line in result.output.splitlines() if not line.startswith(" ")]
+    assert names == list(METHODS)
+    assert "queue_size=4096" in result.output and "recipe -> encoder: {'name': 'vit_tiny_patch16_224'" in result.output

@@ -89,6 +89,19 @@ def pretrain(ctx: typer.Context, config: Annotated[Path, typer.Argument(help="YA
     _guarded(lambda: typer.echo(f"checkpoint: {run_pretrain(load_config(PretrainConfig, config, ctx.args))}"))
 
 
+@app.command()
+def methods() -> None:
+    """List the pretraining methods with their family and default hyperparameters."""
+    from eossl.methods.hparams import METHOD_CONFIGS
+
+    for name, config in METHOD_CONFIGS.items():
+        defaults = ", ".join(f"{k}={v}" for k, v in config().model_dump().items() if k != "name")
+        recipe = "; ".join(f"{section}: {values}" for section, values in config.recipe.items())
+        typer.echo(f"{name:<13} {config.family:<13} {defaults}")
+        if recipe:
+            typer.echo(f"{'':<27} recipe -> {recipe}")
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def evaluate(ctx: typer.Context, config: Annotated[Path, typer.Argument(help="YAML config")]) -> None:
     """Linear probe / fine-tuning x label fractions x seeds -> results.csv, report.md, plot."""
