@@ -197,3 +197,30 @@ def test_vit_refuses_cnn_options():
 def test_unknown_encoder_name():
     with pytest.raises(EncoderError, match="unknown encoder 'resnet181'"):
         build_encoder("resnet181", 12)
+
+
+def test_health_metrics_on_known_embeddings():
+    from eossl.methods.health import alignment, effective_rank, normalized_std, uniformity
+
+    torch.manual_seed(0)
+    isotropic = torch.randn(2000, 8)
+    assert effective_rank(isotropic) == pytest.approx(8, rel=0.05)
+    assert normalized_std(isotropic) == pytest.approx(1, rel=0.05)
+    line = torch.randn(500, 1) * torch.tensor([[1.0, 2.0, -1.0, 0.5]])
+    assert effective_rank(line) == pytest.approx(1, abs=1e-3)
+    point = torch.ones(100, 16)
+    assert normalized_std(point) == 0 and effective_rank(point) == pytest.approx(1, abs=1e-3)
+    assert alignment(isotropic, isotropic) == pytest.approx(0, abs=1e-9)
+    assert alignment(isotropic, -isotropic) == pytest.approx(4)
+    assert uniformity(point) == pytest.approx(0, abs=1e-6) and uniformity(isotropic[:200]) < -1
+
+
+def test_health_measurement_leaves_the_run_untouched(small_store):
+    from eossl.methods.health import HealthMonitor
+
+    model, batch = _method(small_store)
+    batch["s2"][0, 0, :2, :2] = float("nan")
+    model.train()
+    metrics = HealthMonitor({}).measure(model, batch)
+    assert model.training and model.normalizer.filled["s2"] == 0
+    assert {"std", "rank", "alignment", "uniformity"} == set(metrics) and metrics["rank"] > 1

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +67,18 @@ class KnnData:
     query_labels: torch.Tensor
 
 
+@contextmanager
+def _side_effect_free(module: Any) -> Iterator[None]:
+    """Eval mode, and the input-filling counters restored: monitoring must not change the run's record."""
+    was_training, filled = module.training, dict(module.normalizer.filled)
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
+        module.normalizer.filled.update(filled)
+
+
 class HealthMonitor(L.Callback):
     def __init__(self, config: dict[str, Any], knn: KnnData | None = None, max_samples: int = 128) -> None:
         self.cfg, self.knn, self.max_samples = config, knn, max_samples
@@ -78,15 +92,11 @@ class HealthMonitor(L.Callback):
     def measure(self, module: Any, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """Health metrics of ``module.encoder`` on two views of (up to ``max_samples`` of) the batch."""
         small = {k: v[: self.max_samples] for k, v in batch.items() if isinstance(v, torch.Tensor)}
-        was_training = module.training
-        module.eval()
-        try:
+        with _side_effect_free(module):
             views = module.views(small)[:2]
             bf16 = "bf16" in str(getattr(module.trainer, "precision", "")) if module._trainer else False
             with torch.autocast(views[0].device.type, dtype=torch.bfloat16, enabled=bf16):
                 h1, h2 = module.encoder(torch.cat(views)).float().chunk(2)
-        finally:
-            module.train(was_training)
         return {
             "std": normalized_std(h1),
             "rank": effective_rank(h1),
@@ -121,12 +131,9 @@ class HealthMonitor(L.Callback):
 
     def run_knn(self, module: Any) -> float:
         data, device = self.knn, module.device
-        was_training = module.training
-        try:
+        with _side_effect_free(module):
             bank = encode(module.encoder, module.normalizer, module.modality_name, data.bank_images, device)
             query = encode(module.encoder, module.normalizer, module.modality_name, data.query_images, device)
-        finally:
-            module.train(was_training)
         return knn_accuracy(bank, data.bank_labels, query, data.query_labels, self.cfg["knn_k"])
 
     def on_train_batch_end(self, trainer: L.Trainer, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
