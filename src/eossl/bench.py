@@ -51,17 +51,22 @@ def bench_reads(store: SampleStore, batches: int, batch_size: int = 128) -> list
     return rows
 
 
-def bench_pretrain_step(store: SampleStore, steps: int, batch_size: int = 128) -> tuple[str, str, str]:
+def bench_pretrain_step(
+    store: SampleStore, steps: int, batch_size: int = 128, method: str = "simclr"
+) -> tuple[str, str, str]:
     from dataclasses import asdict
 
-    from eossl.config import DataConfig, PretrainConfig
-    from eossl.methods import SimCLR
+    from eossl.config import DataConfig, EncoderConfig, PretrainConfig
+    from eossl.methods import method_class
 
-    cfg = PretrainConfig(data=DataConfig(store=store.path)).model_dump(mode="json")
-    model = SimCLR(cfg, asdict(store.modalities["s2"]), store.stats["s2"])
+    size = int(store.read("s2", np.arange(1)).shape[-1])
+    pretrain = PretrainConfig(data=DataConfig(store=store.path), method={"name": method})
+    pretrain.encoder = EncoderConfig(**{**pretrain.encoder.model_dump(exclude_unset=True), "img_size": size})
+    cfg = pretrain.model_dump(mode="json")
+    model = method_class(method)(cfg, asdict(store.modalities["s2"]), store.stats["s2"])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
     batch = {"s2": torch.from_numpy(store.read("s2", np.arange(batch_size)).astype(np.float32) / 10000).to(device)}
     model.log = lambda *a, **k: None  # no trainer attached
     for i in range(steps + 2):
@@ -73,24 +78,27 @@ def bench_pretrain_step(store: SampleStore, steps: int, batch_size: int = 128) -
             loss = model.training_step(batch, i)
         optimizer.zero_grad()
         loss.backward()
+        model.on_after_backward()
         optimizer.step()
     if device.type == "cuda":
         torch.cuda.synchronize()
     return (
-        f"SimCLR step, resnet18 12-band 32x32, batch {batch_size} ({device.type})",
+        f"{method} step, {cfg['encoder']['name']} 12-band {size}x{size}, batch {batch_size} ({device.type})",
         _rate(steps * batch_size, time.perf_counter() - start),
         "samples/s",
     )
 
 
-def run_benchmarks(quick: bool = False, store: Path | None = None) -> str:
+def run_benchmarks(quick: bool = False, store: Path | None = None, methods: list[str] | None = None) -> str:
+    """Generation, store reads and one pretraining step per method in ``methods`` (default: SimCLR)."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench-store"
         rows.append(bench_generation(path, 64 if quick else 500))
         source = SampleStore(store) if store else SampleStore(path)
         rows += bench_reads(source, 4 if quick else 20)
-        rows.append(bench_pretrain_step(source, 2 if quick else 10))
+        for method in methods or ["simclr"]:
+            rows.append(bench_pretrain_step(source, 2 if quick else 10, 16 if quick else 128, method))
     width = max(len(r[0]) for r in rows)
     lines = [f"{'benchmark':<{width}}  {'throughput':>12}  unit", "-" * (width + 24)]
     lines += [f"{name:<{width}}  {value:>12}  {unit}" for name, value, unit in rows]

@@ -125,3 +125,12 @@ def test_methods_lists_every_method_with_defaults():
     names = [line.split()[0] for line in result.output.splitlines() if not line.startswith(" ")]
     assert names == list(METHODS)
     assert "queue_size=4096" in result.output and "recipe -> encoder: {'name': 'vit_tiny_patch16_224'" in result.output
+
+
+def test_bench_quick_times_the_chosen_methods():
+    result = _invoke("bench", "--quick", "--method", "byol", "--method", "mae")
+    assert result.exit_code == 0, result.output
+    assert "byol step, resnet18 12-band 32x32, batch 16" in result.output
+    assert "mae step, vit_tiny_patch16_224 12-band 32x32, batch 16" in result.output
+    result = runner.invoke(app, ["bench", "--quick", "--method", "simclar"])
+    assert result.exit_code == 2 and "unknown ['simclar']" in result.output

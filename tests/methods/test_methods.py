@@ -224,3 +224,9 @@ def test_health_measurement_leaves_the_run_untouched(small_store):
     metrics = HealthMonitor({}).measure(model, batch)
     assert model.training and model.normalizer.filled["s2"] == 0
     assert {"std", "rank", "alignment", "uniformity"} == set(metrics) and metrics["rank"] > 1
+
+
+@pytest.mark.parametrize("version, layers", [(1, 2), (2, 3)])
+def test_simclr_versions_differ_in_head_depth(small_store, version, layers):
+    model, _ = _method(small_store, "simclr", method={**SMALL["simclr"], "version": version})
+    assert sum(isinstance(m, torch.nn.Linear) for m in model.projection.modules()) == layers

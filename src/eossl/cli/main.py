@@ -131,11 +131,17 @@ def demo(
 def bench(
     quick: bool = typer.Option(False, "--quick", help="small sizes (seconds)"),
     store: Path = typer.Option(None, help="existing store to read (default: a fresh synthetic one)"),
+    method: list[str] = typer.Option(["simclr"], help="method(s) whose training step is timed; 'all' for every one"),
 ) -> None:
     """Throughput of synthetic generation, store reads and pretraining steps."""
     from eossl.bench import run_benchmarks
+    from eossl.methods import METHODS
 
-    _guarded(lambda: typer.echo(run_benchmarks(quick=quick, store=store)))
+    names = list(METHODS) if method == ["all"] else method
+    unknown = [m for m in names if m not in METHODS]
+    if unknown:
+        _fail(f"--method: unknown {unknown} (available: all, {', '.join(METHODS)})")
+    _guarded(lambda: typer.echo(run_benchmarks(quick=quick, store=store, methods=names)))
 
 
 def main() -> None:  # pragma: no cover - console entry point
