@@ -8,6 +8,8 @@ Each method is pretrained by ``eossl pretrain`` in its own process (so peak memo
 shared optimiser settings. Then its frozen encoder is evaluated by ``eossl evaluate``'s linear probe and
 kNN at 1% and 10% labels over 3 seeds, beside a random-init ResNet-18 and image statistics.
 Writes ``zoo.csv`` (one row per method), ``zoo.md`` (the table) and every run's folder into ``--out``.
+Finished pretraining runs and evaluations are reused: delete ``OUT/METHOD`` to redo one method (e.g. to
+re-measure its throughput on an otherwise idle machine).
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ def pretrain(method: str, store: Path, out: Path, steps: int, batch_size: int) -
 
 
 def evaluate(store: Path, out: Path, inits: list[str], checkpoint: Path | None, seeds: list[int]) -> pd.DataFrame:
+    if (out / "results.csv").exists() and (
+        checkpoint is None or (out / "results.csv").stat().st_mtime > checkpoint.stat().st_mtime
+    ):
+        return pd.read_csv(out / "results.csv")  # already evaluated (delete the folder to redo)
     cfg = EvaluateConfig(
         out=out,
         data=DataConfig(store=store),
@@ -87,7 +93,7 @@ def main() -> None:
     baseline = evaluate(store, args.out / "baselines", ["random", "image-stats"], None, args.seeds)
     results.append(baseline)
     for init in ("random", "image-stats"):
-        rows.append({"method": f"{init} (baseline)", "init": init, "samples_per_second": None, "peak_rss_mb": None})
+        rows.append({"method": f"{init} (baseline)", "init": init, "encoder": "resnet18" if init == "random" else ""})
     for method in args.methods:
         started = time.perf_counter()
         summary = pretrain(method, store, args.out / method / "pretrain", args.steps, args.batch_size)
@@ -101,6 +107,7 @@ def main() -> None:
                 "encoder": summary["encoder"],
                 "samples_per_second": summary["samples_per_second"],
                 "peak_rss_mb": summary["peak_rss_mb"],
+                "rss_before_training_mb": summary.get("rss_before_training_mb"),
                 "final_knn_online": (summary["health"]["knn_accuracy"] or [{}])[-1].get("accuracy"),
                 "collapse_warnings": len(summary["health"]["collapse_warnings"]),
             }
@@ -118,8 +125,8 @@ def main() -> None:
         f"Pretraining: {args.steps} steps x {args.batch_size} samples per method on {store} "
         f"({args.locations} locations); test-split mean ± std over seeds {args.seeds}.\n"
     )
-    columns = ["method"] + [f"{p} {f:.0%} acc" for p, f in CELLS] + [f"{p} {f:.0%} mAP" for p, f in CELLS]
-    columns += ["samples_per_second", "peak_rss_mb"]
+    columns = ["method", "encoder"] + [f"{p} {f:.0%} acc" for p, f in CELLS] + [f"{p} {f:.0%} mAP" for p, f in CELLS]
+    columns += ["samples_per_second", "peak_rss_mb", "rss_before_training_mb"]
     table = markdown_table(zoo[columns].astype(object).fillna(""))
     (args.out / "zoo.md").write_text(header + "\n" + table + "\n")
     print(header + "\n" + table)

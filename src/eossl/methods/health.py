@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -87,6 +88,7 @@ class HealthMonitor(L.Callback):
         self.stop_reason: str | None = None
         self.last: dict[str, float] = {}
         self.knn_history: list[tuple[int, float]] = []
+        self.seconds = 0.0  # time spent monitoring, so throughput can be reported without it
 
     @torch.no_grad()
     def measure(self, module: Any, batch: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -137,6 +139,11 @@ class HealthMonitor(L.Callback):
         return knn_accuracy(bank, data.bank_labels, query, data.query_labels, self.cfg["knn_k"])
 
     def on_train_batch_end(self, trainer: L.Trainer, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        started = time.perf_counter()
+        self._on_step(trainer, module, batch)
+        self.seconds += time.perf_counter() - started
+
+    def _on_step(self, trainer: L.Trainer, module: Any, batch: Any) -> None:
         step = trainer.global_step
         if step % self.cfg["every_n_steps"] == 0 or step == 1:
             self.last = self.measure(module, batch)
@@ -149,8 +156,10 @@ class HealthMonitor(L.Callback):
             module.log("health/knn_accuracy", self.knn_history[-1][1], prog_bar=True)
 
     def on_train_end(self, trainer: L.Trainer, module: Any) -> None:
+        started = time.perf_counter()
         if self.knn is not None and (not self.knn_history or self.knn_history[-1][0] != trainer.global_step):
             self.knn_history.append((trainer.global_step, self.run_knn(module)))
+        self.seconds += time.perf_counter() - started
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -158,4 +167,5 @@ class HealthMonitor(L.Callback):
             "knn_accuracy": [{"step": s, "accuracy": round(a, 4)} for s, a in self.knn_history],
             "collapse_warnings": self.warnings,
             "stopped": self.stop_reason,
+            "seconds": round(self.seconds, 1),
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import resource
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,11 +42,37 @@ def _knn_data(dm: EODataModule, cfg: PretrainConfig) -> KnnData | None:
     return KnnData(parts["train"][m], parts["train"]["label"], parts["val"][m], parts["val"]["label"])
 
 
-def _peak_memory_mb(device: torch.device) -> dict[str, float]:
-    peak = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+def _proc_status_mb(field: str) -> float | None:
+    """``VmRSS``/``VmHWM`` of this process from /proc (Linux), in MiB; None elsewhere."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Restart the kernel's peak-RSS counter (Linux), so the peak covers training only."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _memory_mb(device: torch.device, rss_before: float | None, reset: bool) -> dict[str, float | None]:
+    """Resident memory before training and its peak during training (process lifetime peak where the
+    counter cannot be reset); peak CUDA memory on GPUs."""
+    peak = _proc_status_mb("VmHWM") if reset else None
+    if peak is None:  # not Linux: ru_maxrss is the process-lifetime peak (KiB on Linux, bytes on macOS)
+        scale = 2**20 if sys.platform == "darwin" else 2**10
+        peak = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale, 1)
+    memory = {"rss_before_training_mb": rss_before, "peak_rss_mb": peak}
     if device.type == "cuda":
-        peak["peak_cuda_allocated_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-    return peak
+        memory["peak_cuda_allocated_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return memory
 
 
 def run_pretrain(cfg: PretrainConfig) -> Path:
@@ -99,6 +126,7 @@ def run_pretrain(cfg: PretrainConfig) -> Path:
     start_step = 0
     if cfg.resume is not None:
         start_step = int(torch.load(cfg.resume, map_location="cpu", weights_only=False).get("global_step", 0))
+    rss_before, reset = _proc_status_mb("VmRSS"), _reset_peak_rss()
     trainer.fit(model, datamodule=dm, ckpt_path=cfg.resume)
     seconds = time.perf_counter() - start
     samples = (trainer.global_step - start_step) * cfg.data.batch_size
@@ -109,8 +137,9 @@ def run_pretrain(cfg: PretrainConfig) -> Path:
         "steps": trainer.global_step,
         "epochs": trainer.current_epoch,
         "seconds": round(seconds, 1),
-        "samples_per_second": round(samples / max(seconds, 1e-9), 1),
-        **_peak_memory_mb(model.device),
+        # training throughput: the time spent in health monitoring (online kNN etc.) is left out
+        "samples_per_second": round(samples / max(seconds - health.seconds, 1e-9), 1),
+        **_memory_mb(model.device, rss_before, reset),
         "final_loss": float(trainer.callback_metrics.get("train/loss", float("nan"))),
         "health": health.summary(),
         "filled_nonfinite_values": model.normalizer.filled,
