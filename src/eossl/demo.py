@@ -23,7 +23,11 @@ from eossl.methods.pretrain import run_pretrain
 PRESETS = {
     "full": {
         "synth": SynthSpec(num_locations=2500, seasons=4, patch_size=32, seed=0),
-        "pretrain": {"data": {"batch_size": 128}, "trainer": {"max_steps": 400, "max_epochs": 1000}},
+        "pretrain": {
+            "data": {"batch_size": 128},
+            "trainer": {"max_steps": 400, "max_epochs": 1000},
+            "health": {"knn_every_n_steps": 200},
+        },
         "evaluate": {
             "fractions": [0.01, 0.1, 1.0],
             "seeds": [0, 1, 2],
@@ -32,7 +36,11 @@ PRESETS = {
     },
     "quick": {
         "synth": SynthSpec(num_locations=150, seasons=4, patch_size=32, seed=0),
-        "pretrain": {"data": {"batch_size": 64}, "trainer": {"max_steps": 12, "max_epochs": 1000}},
+        "pretrain": {
+            "data": {"batch_size": 64},
+            "trainer": {"max_steps": 12, "max_epochs": 1000},
+            "health": {"knn_every_n_steps": 0, "knn_bank_size": 300, "knn_query_size": 200},
+        },
         "evaluate": {
             "fractions": [0.1, 1.0],
             "seeds": [0, 1, 2],
@@ -81,12 +89,18 @@ def run_demo(out: Path = Path("runs/demo"), quick: bool = False, log=print) -> p
         f"  {summary['steps']} steps in {summary['seconds']:.0f}s ({summary['samples_per_second']:.0f} samples/s "
         f"on {summary['device']}), final loss {summary['final_loss']:.3f}"
     )
+    health = summary["health"]
+    knn = ", ".join(f"step {k['step']}: {k['accuracy']:.3f}" for k in health["knn_accuracy"])
+    log(
+        f"  health: std*sqrt(d) {health['last']['std']:.2f}, effective rank {health['last']['rank']:.1f}, "
+        f"online kNN accuracy on val {knn or 'n/a'}; collapse warnings: {len(health['collapse_warnings'])}"
+    )
     eval_cfg: EvaluateConfig = validate_config(
         EvaluateConfig,
         {**preset["evaluate"], "out": str(out / "evaluate"), "data": data, "checkpoint": str(checkpoint)},
         "demo preset",
     )
-    log("evaluating: linear probe and fine-tuning x label fractions x seeds")
+    log("evaluating: kNN, linear probe and fine-tuning x label fractions x seeds")
     results = run_evaluate(eval_cfg, log=log)
     summary_table = summarise(results)
     for task, metric in (("single-label", "accuracy"), ("multi-label", "mAP")):

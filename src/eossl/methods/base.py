@@ -63,6 +63,12 @@ class PretrainMethod(L.LightningModule):
         local = [False] * count + [True] * self.augment.config.local_views
         return [self.normalizer(self.augment(filled, local=is_local))[self.modality_name] for is_local in local]
 
+    def projected_views(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``z1, z2 = g(f(x1)), g(f(x2))``: two views through encoder and ``self.projection`` as one batch."""
+        x1, x2 = self.views(batch)
+        z1, z2 = self.projection(self.encoder(torch.cat([x1, x2]))).chunk(2)
+        return z1, z2
+
     # -- schedules ---------------------------------------------------------------------------------
     @property
     def total_steps(self) -> int:

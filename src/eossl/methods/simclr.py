@@ -26,8 +26,7 @@ class SimCLR(PretrainMethod):
         self.criterion = NTXentLoss(temperature=hp["temperature"])
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x1, x2 = self.views(batch)
-        z1, z2 = self.projection(self.encoder(torch.cat([x1, x2]))).chunk(2)
+        z1, z2 = self.projected_views(batch)
         loss = self.criterion(z1, z2)
         self.log_loss(loss)
         return loss

@@ -30,8 +30,7 @@ class SimSiam(PretrainMethod):
         self.prediction = SimSiamPredictionHead(dim, self.hp["prediction_hidden_dim"], dim)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x1, x2 = self.views(batch)
-        z1, z2 = self.projection(self.encoder(torch.cat([x1, x2]))).chunk(2)
+        z1, z2 = self.projected_views(batch)
         p1, p2 = self.prediction(z1), self.prediction(z2)
         loss = negative_cosine(p1, z2) / 2 + negative_cosine(p2, z1) / 2
         self.log_loss(loss)
