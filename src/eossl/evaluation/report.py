@@ -79,14 +79,16 @@ def plot_label_efficiency(summary: pd.DataFrame, path: Path) -> Path:
     for ax, task in zip(axes[0], tasks, strict=True):
         metric = PRIMARY_METRIC[task]
         part = summary[(summary.task == task) & (summary.metric == metric)]
+        colours = {init: f"C{i}" for i, init in enumerate(summary.init.unique())}  # one colour per init
         for (protocol, init), rows in part.groupby(["protocol", "init"], sort=False):
             rows = rows.sort_values("fraction")
-            style = "-" if protocol == "linear" else "--"
+            style = {"linear": "-", "knn": ":", "finetune": "--"}.get(protocol, "-.")  # one line style per protocol
             ax.errorbar(
                 rows.fraction * 100,
                 rows["mean"],
                 yerr=rows["std"].fillna(0),
                 fmt=style + "o",
+                color=colours[init],
                 capsize=3,
                 label=f"{init} ({protocol})",
                 markersize=4,
