@@ -29,7 +29,7 @@ SMALL = {
 def _method(store_path, name="simclr", method=None, **overrides):
     store = SampleStore(store_path)
     section = {"name": name, **(SMALL[name] if method is None else method)}
-    encoder = {"img_size": 32} if name == "mae" else {}
+    encoder = {**({"img_size": 32} if name == "mae" else {}), **overrides.pop("encoder", {})}
     cfg = PretrainConfig(data=DataConfig(store=store_path), method=section, encoder=encoder, **overrides)
     model = method_class(name)(cfg.model_dump(mode="json"), asdict(store.modalities["s2"]), store.stats["s2"])
     model.log = lambda *a, **k: None
@@ -230,3 +230,13 @@ def test_health_measurement_leaves_the_run_untouched(small_store):
 def test_simclr_versions_differ_in_head_depth(small_store, version, layers):
     model, _ = _method(small_store, "simclr", method={**SMALL["simclr"], "version": version})
     assert sum(isinstance(m, torch.nn.Linear) for m in model.projection.modules()) == layers
+
+
+def test_dino_multi_crop_with_a_vit(small_store):
+    model, batch = _method(
+        small_store, "dino", encoder={"name": "vit_tiny_patch16_224", "patch_size": 4, "img_size": 32}
+    )
+    assert [v.shape[-1] for v in model.views(batch)] == [32, 32, 16, 16, 16, 16]
+    loss = model.training_step(batch, 0)
+    loss.backward()
+    assert torch.isfinite(loss) and model.encoder.patch_embed.proj.weight.grad is not None

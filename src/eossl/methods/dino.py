@@ -11,6 +11,7 @@ for x in loader:
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, ClassVar
 
 import torch
@@ -44,7 +45,9 @@ class DINO(PretrainMethod):
     def head(self) -> DINOProjectionHead:
         hp = self.hp
         dims = (self.num_features, hp["hidden_dim"], hp["bottleneck_dim"], hp["output_dim"])
-        return DINOProjectionHead(*dims, freeze_last_layer=hp["freeze_last_layer_steps"])
+        with warnings.catch_warnings():  # lightly's head uses torch's deprecated weight_norm
+            warnings.simplefilter("ignore", FutureWarning)
+            return DINOProjectionHead(*dims, freeze_last_layer=hp["freeze_last_layer_steps"])
 
     def teacher_temperature(self) -> float:
         hp = self.hp
