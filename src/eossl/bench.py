@@ -56,12 +56,12 @@ def bench_pretrain_step(
 ) -> tuple[str, str, str]:
     from dataclasses import asdict
 
-    from eossl.config import DataConfig, EncoderConfig, PretrainConfig
+    from eossl.config import DataConfig, PretrainConfig
     from eossl.methods import method_class
 
     size = int(store.read("s2", np.arange(1)).shape[-1])
     pretrain = PretrainConfig(data=DataConfig(store=store.path), method={"name": method})
-    pretrain.encoder = EncoderConfig(**{**pretrain.encoder.model_dump(exclude_unset=True), "img_size": size})
+    pretrain.encoder = pretrain.encoder.with_img_size(size)
     cfg = pretrain.model_dump(mode="json")
     model = method_class(method)(cfg, asdict(store.modalities["s2"]), store.stats["s2"])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

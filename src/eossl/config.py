@@ -41,6 +41,10 @@ class EncoderConfig(_Strict):
     patch_size: int | None = Field(None, gt=0)  # ViTs only; None keeps the model's own
     img_size: int | None = Field(None, gt=0)  # ViTs only; None takes the store's patch size
 
+    def with_img_size(self, size: int) -> EncoderConfig:
+        """This config with ``img_size`` taken from the data when unset (ViTs need it; CNNs ignore it)."""
+        return self if self.img_size is not None else self.model_copy(update={"img_size": size})
+
 
 class HealthConfig(_Strict):
     """Collapse and health monitoring during pretraining (see :mod:`eossl.methods.health`)."""

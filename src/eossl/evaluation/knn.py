@@ -28,9 +28,7 @@ def knn_scores(
     k = min(k, len(bank))
     bank = F.normalize(bank.float(), dim=1)
     multilabel = bank_targets.ndim == 2
-    votes = bank_targets.float() if multilabel else F.one_hot(bank_targets.long(), num_classes or None).float()
-    if not multilabel and num_classes is not None and votes.shape[1] < num_classes:
-        votes = F.pad(votes, (0, num_classes - votes.shape[1]))
+    votes = bank_targets.float() if multilabel else F.one_hot(bank_targets.long(), num_classes or -1).float()
     out = []
     for start in range(0, len(query), chunk):
         q = F.normalize(query[start : start + chunk].float(), dim=1)

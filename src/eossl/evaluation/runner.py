@@ -64,9 +64,7 @@ class _Encoders:
     ) -> None:
         self.cfg, self.stats, self.modality, self.device = cfg, stats, modality, device
         self.train_images = train_images
-        self.encoder_config = cfg.encoder.model_dump()
-        if self.encoder_config["img_size"] is None:
-            self.encoder_config["img_size"] = train_images.shape[-1]
+        self.encoder_config = cfg.encoder.with_img_size(train_images.shape[-1]).model_dump()
         self.pretrained: PretrainedEncoder | None = None
         if "checkpoint" in cfg.inits:
             if cfg.checkpoint is None:

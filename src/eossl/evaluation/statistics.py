@@ -31,8 +31,10 @@ def mean_interval(values: np.ndarray | list[float], confidence: float = 0.95) ->
     if x.size == 1:
         return Interval(mean, 0.0, mean, mean, 1)
     std = float(x.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, x.size - 1)) * std / np.sqrt(x.size)
-    return Interval(mean, std, mean - half, mean + half, int(x.size))
+    if std == 0:
+        return Interval(mean, 0.0, mean, mean, int(x.size))
+    low, high = stats.t.interval(confidence, x.size - 1, loc=mean, scale=stats.sem(x))
+    return Interval(mean, std, float(low), float(high), int(x.size))
 
 
 @dataclass(frozen=True)

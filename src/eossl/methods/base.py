@@ -54,14 +54,14 @@ class PretrainMethod(L.LightningModule):
         return int(self.encoder.num_features)
 
     # -- pairing by augmentation -------------------------------------------------------------------
-    def views(self, batch: dict[str, torch.Tensor], count: int = 2) -> list[torch.Tensor]:
-        """``count`` global views, then ``augment.local_views`` small local views, all normalised."""
+    def views(self, batch: dict[str, torch.Tensor], count: int = 2, local: bool = True) -> list[torch.Tensor]:
+        """``count`` global views, then (if ``local``) ``augment.local_views`` small local views, all normalised."""
         x = batch[self.modality_name]
         check_input_bands(self.encoder, x, self.modality_name)
         filled = self.normalizer.fill_invalid({self.modality_name: x})
         self.log("train/filled_values", float(self.normalizer.filled[self.modality_name]), reduce_fx="max")
-        local = [False] * count + [True] * self.augment.config.local_views
-        return [self.normalizer(self.augment(filled, local=is_local))[self.modality_name] for is_local in local]
+        kinds = [False] * count + [True] * (self.augment.config.local_views if local else 0)
+        return [self.normalizer(self.augment(filled, local=is_local))[self.modality_name] for is_local in kinds]
 
     def projected_views(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """``z1, z2 = g(f(x1)), g(f(x2))``: two views through encoder and ``self.projection`` as one batch."""

@@ -12,15 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
 
 from eossl.methods.base import PretrainMethod
-
-
-def regression_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """BYOL's normalised MSE, 2 - 2 cos(p, z), against a target that gets no gradient."""
-    return (2 - 2 * F.cosine_similarity(p.float(), z.detach().float(), dim=1)).mean()
 
 
 class BYOL(PretrainMethod):
@@ -30,6 +25,11 @@ class BYOL(PretrainMethod):
         self.projection = BYOLProjectionHead(self.num_features, hidden, dim)
         self.prediction = BYOLPredictionHead(dim, hidden, dim)
         self.target_encoder, self.target_projection = self.momentum_copy(self.encoder, self.projection)
+        self.negative_cosine = NegativeCosineSimilarity()
+
+    def regression_loss(self, p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """BYOL's normalised MSE, 2 - 2 cos(p, z), against a target that gets no gradient."""
+        return 2 + 2 * self.negative_cosine(p.float(), z.detach().float())
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x1, x2 = self.views(batch)
@@ -38,6 +38,6 @@ class BYOL(PretrainMethod):
         p1, p2 = self.prediction(self.projection(self.encoder(torch.cat([x1, x2])))).chunk(2)
         with torch.no_grad():
             z1, z2 = self.target_projection(self.target_encoder(torch.cat([x1, x2]))).chunk(2)
-        loss = (regression_loss(p1, z2) + regression_loss(p2, z1)) / 2
+        loss = (self.regression_loss(p1, z2) + self.regression_loss(p2, z1)) / 2
         self.log_loss(loss, momentum=momentum)
         return loss

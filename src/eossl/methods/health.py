@@ -24,7 +24,7 @@ import math
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,9 +95,9 @@ class HealthMonitor(L.Callback):
         """Health metrics of ``module.encoder`` on two views of (up to ``max_samples`` of) the batch."""
         small = {k: v[: self.max_samples] for k, v in batch.items() if isinstance(v, torch.Tensor)}
         with _side_effect_free(module):
-            views = module.views(small)[:2]
-            bf16 = "bf16" in str(getattr(module.trainer, "precision", "")) if module._trainer else False
-            with torch.autocast(views[0].device.type, dtype=torch.bfloat16, enabled=bf16):
+            views = module.views(small, local=False)
+            precision = module.trainer.precision_plugin.forward_context() if module._trainer else nullcontext()
+            with precision:
                 h1, h2 = module.encoder(torch.cat(views)).float().chunk(2)
         return {
             "std": normalized_std(h1),

@@ -28,7 +28,7 @@ class SimCLRConfig(_MethodConfig):
     family: ClassVar[str] = "contrastive"
     name: Literal["simclr"] = "simclr"
     version: Literal[1, 2] = 1
-    temperature: float = Field(0.2, gt=0)  # paper: 0.5 (v1, batch 256) / 0.1 (v2); 0.2 was best here
+    temperature: float = Field(0.2, gt=0)  # paper: 0.5 (v1, batch 256) / 0.1 (v2); 0.2 beat 0.1 here
     hidden_dim: int = Field(512, gt=0)  # paper: 2048
     projection_dim: int = Field(128, gt=0)
 
@@ -40,7 +40,7 @@ class MoCoV2Config(_MethodConfig):
     name: Literal["moco-v2"] = "moco-v2"
     temperature: float = Field(0.2, gt=0)  # paper: 0.2
     queue_size: int = Field(4096, gt=0)  # paper: 65536 (ImageNet); kept well below the training split here
-    momentum: float = Field(0.99, ge=0, le=1)  # paper: 0.999 for 200 epochs; short runs need a faster key encoder
+    momentum: float = Field(0.99, ge=0, le=1)  # paper: 0.999 (200 epochs); 0.999**200 keeps 82% of the init
     hidden_dim: int = Field(512, gt=0)  # paper: 2048
     projection_dim: int = Field(128, gt=0)
 

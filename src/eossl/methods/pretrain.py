@@ -11,7 +11,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import LambdaCallback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
 from eossl.config import ConfigError, PretrainConfig, dump_config
@@ -22,7 +22,7 @@ from eossl.errors import EmbeddingCollapseError
 from eossl.methods import method_class
 from eossl.methods.health import HealthMonitor, KnnData
 from eossl.methods.hparams import METHOD_CONFIGS
-from eossl.models.encoders import encoder_from_config, is_vision_transformer
+from eossl.models.encoders import encoder_from_config
 from eossl.training import quiet_lightning, resolve_precision
 
 
@@ -97,9 +97,7 @@ def run_pretrain(cfg: PretrainConfig) -> Path:
     modality = dm.store.modalities[cfg.data.modality]
     if not modality.continuous:
         raise ConfigError(f"'data.modality': '{modality.name}' is {modality.kind}; pretraining needs image bands")
-    if cfg.encoder.img_size is None and is_vision_transformer(cfg.encoder.name):
-        encoder = cfg.encoder.model_copy(update={"img_size": dm.arrays[modality.name].shape[-1]})
-        cfg = cfg.model_copy(update={"encoder": encoder})
+    cfg = cfg.model_copy(update={"encoder": cfg.encoder.with_img_size(dm.arrays[modality.name].shape[-1])})
     if cfg.resume is not None and not Path(cfg.resume).exists():
         raise ConfigError(f"'resume': checkpoint '{cfg.resume}' does not exist")
     model = method_class(cfg.method.name)(cfg.model_dump(mode="json"), asdict(modality), dm.store.stats[modality.name])
@@ -108,6 +106,9 @@ def run_pretrain(cfg: PretrainConfig) -> Path:
     dump_config(cfg, out / "config.yaml")
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0)
     health = HealthMonitor(cfg.health.model_dump(), _knn_data(dm, cfg))
+    progress = [TQDMProgressBar(refresh_rate=10)] if cfg.trainer.progress_bar else []
+    first_step = {"step": 0}  # where training starts: above 0 when resuming
+    on_start = LambdaCallback(on_train_start=lambda trainer, _: first_step.update(step=trainer.global_step))
     trainer = L.Trainer(
         default_root_dir=out,
         max_epochs=cfg.trainer.max_epochs,
@@ -115,7 +116,7 @@ def run_pretrain(cfg: PretrainConfig) -> Path:
         accelerator=cfg.trainer.accelerator,
         precision=resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator),
         logger=CSVLogger(out, name="logs", version=""),
-        callbacks=[checkpoint, health, *([TQDMProgressBar(refresh_rate=10)] if cfg.trainer.progress_bar else [])],
+        callbacks=[checkpoint, health, on_start, *progress],
         log_every_n_steps=cfg.trainer.log_every_n_steps,
         enable_progress_bar=cfg.trainer.progress_bar,
         enable_model_summary=False,
@@ -123,13 +124,10 @@ def run_pretrain(cfg: PretrainConfig) -> Path:
         num_sanity_val_steps=0,
     )
     start = time.perf_counter()
-    start_step = 0
-    if cfg.resume is not None:
-        start_step = int(torch.load(cfg.resume, map_location="cpu", weights_only=False).get("global_step", 0))
     rss_before, reset = _proc_status_mb("VmRSS"), _reset_peak_rss()
     trainer.fit(model, datamodule=dm, ckpt_path=cfg.resume)
     seconds = time.perf_counter() - start
-    samples = (trainer.global_step - start_step) * cfg.data.batch_size
+    samples = (trainer.global_step - first_step["step"]) * cfg.data.batch_size
     summary = {
         "method": cfg.method.name,
         "encoder": cfg.encoder.name,

@@ -12,14 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import SimSiamPredictionHead, SimSiamProjectionHead
 
 from eossl.methods.base import PretrainMethod
-
-
-def negative_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    return -F.cosine_similarity(p.float(), z.detach().float(), dim=1).mean()
 
 
 class SimSiam(PretrainMethod):
@@ -28,10 +24,15 @@ class SimSiam(PretrainMethod):
         dim = self.hp["projection_dim"]
         self.projection = SimSiamProjectionHead(self.num_features, dim, dim)
         self.prediction = SimSiamPredictionHead(dim, self.hp["prediction_hidden_dim"], dim)
+        self.criterion = NegativeCosineSimilarity()
+
+    def distance(self, p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """D(p, sg(z)): negative cosine similarity against a target that gets no gradient."""
+        return self.criterion(p.float(), z.detach().float())
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         z1, z2 = self.projected_views(batch)
         p1, p2 = self.prediction(z1), self.prediction(z2)
-        loss = negative_cosine(p1, z2) / 2 + negative_cosine(p2, z1) / 2
+        loss = self.distance(p1, z2) / 2 + self.distance(p2, z1) / 2
         self.log_loss(loss)
         return loss

@@ -5,8 +5,8 @@ for x in loader:
     scores = z @ normalize(prototypes).T        # K learnable prototypes
     q = sinkhorn_knopp(scores of global views)  # equal-partition soft codes, no gradient
     loss = -sum over views v != global i of q_i * log_softmax(scores_v / temperature)
-Prototypes are frozen for the first steps, as in the paper. No feature queue: it matters only when the
-batch is small next to the number of prototypes (here 128 samples vs 64 prototypes).
+Prototypes are frozen for the first steps, as in the paper. No feature queue (the paper adds one for
+small batches; here a batch of 128 meets 64 prototypes).
 """
 
 from __future__ import annotations
