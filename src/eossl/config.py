@@ -120,16 +120,74 @@ class KnnProtocolConfig(_Strict):
     temperature: float = Field(0.07, gt=0)
 
 
-class FinetuneProtocolConfig(_Strict):
+TaskName = Literal["single-label", "multi-label", "segmentation", "regression"]
+
+
+class TrainedProtocolConfig(_Strict):
+    """A protocol that trains a head (and maybe part of the encoder) with gradient descent.
+
+    ``validations``: rounds of validation per run (the learning curve, early stopping and the choice
+    of the best weights); ``patience``: stop after that many rounds without improvement (0: never).
+    """
+
     enabled: bool = True
-    tasks: list[Literal["single-label", "multi-label"]] | None = None
-    epochs: int = 30
-    min_steps: int = 30
-    max_steps: int = 300
-    batch_size: int = 64
-    lr: float = 2e-3
-    encoder_lr_factor: float = 0.1
-    weight_decay: float = 1e-4
+    tasks: list[TaskName] | None = None  # None: every task in the evaluation's `tasks`
+    epochs: int = Field(30, ge=1)
+    min_steps: int = Field(30, ge=1)
+    max_steps: int = Field(300, ge=1)
+    batch_size: int = Field(64, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    encoder_lr_factor: float = Field(0.1, ge=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    warmup_fraction: float = Field(0.1, ge=0, lt=1)
+    validations: int = Field(8, ge=1)
+    patience: int = Field(3, ge=0)
+
+
+class FinetuneProtocolConfig(TrainedProtocolConfig):
+    """Full fine-tuning: every encoder weight trains, at ``encoder_lr_factor`` x the head's rate."""
+
+
+class FrozenProtocolConfig(TrainedProtocolConfig):
+    """Frozen encoder + trained head (pooled tasks) or decoder (dense tasks)."""
+
+    enabled: bool = False
+    lr: float = Field(1e-2, gt=0)
+
+
+AdapterMode = Literal["spectral", "first-layers", "lora"]
+
+
+class AdapterProtocolConfig(TrainedProtocolConfig):
+    """Adapter fine-tuning: only a spectral adapter, only the first N layers, or LoRA (ViTs).
+
+    Each mode in ``modes`` is its own protocol in the results (``adapter-spectral``,
+    ``adapter-first-2``, ``adapter-lora``). Adapter weights train at the head's learning rate.
+    """
+
+    enabled: bool = False
+    modes: list[AdapterMode] = ["spectral"]
+    first_layers: int = Field(1, ge=1)
+    lora_rank: int = Field(8, ge=1)
+    lora_alpha: float = Field(16.0, gt=0)
+    encoder_lr_factor: float = Field(1.0, ge=0)
+
+    def protocol_name(self, mode: AdapterMode) -> str:
+        return f"adapter-first-{self.first_layers}" if mode == "first-layers" else f"adapter-{mode}"
+
+    def options(self, mode: AdapterMode) -> dict[str, Any]:
+        if mode == "first-layers":
+            return {"first_layers": self.first_layers}
+        if mode == "lora":
+            return {"lora_rank": self.lora_rank, "lora_alpha": self.lora_alpha}
+        return {}
+
+
+class ExternalInitConfig(_Strict):
+    """An ImageNet-style or other external checkpoint (local timm weights file) as one more init."""
+
+    weights_file: Path
+    label: str = "external"
 
 
 class EvaluateConfig(_Strict):
@@ -139,13 +197,18 @@ class EvaluateConfig(_Strict):
     data: DataConfig
     checkpoint: Path | None = None
     encoder: EncoderConfig = EncoderConfig()
+    external: ExternalInitConfig | None = None
     inits: list[str] = ["checkpoint", "random", "image-stats"]
-    tasks: list[Literal["single-label", "multi-label"]] = ["single-label", "multi-label"]
-    fractions: list[float] = [0.01, 0.1, 1.0]
-    seeds: list[int] = [0, 1, 2]
+    tasks: list[TaskName] = ["single-label", "multi-label"]
+    fractions: list[float] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0]
+    seeds: list[int] = Field([0, 1, 2], min_length=1)
     linear: LinearProtocolConfig = LinearProtocolConfig()
     knn: KnnProtocolConfig = KnnProtocolConfig()
+    frozen: FrozenProtocolConfig = FrozenProtocolConfig()
     finetune: FinetuneProtocolConfig = FinetuneProtocolConfig()
+    adapter: AdapterProtocolConfig = AdapterProtocolConfig()
+    headline_fraction: float | None = Field(None, gt=0, le=1)  # overview-table column; None: the smallest
+    prediction_maps: int = Field(4, ge=0)  # test samples drawn per dense task in the report
     accelerator: str = "auto"
 
     @field_validator("fractions")

@@ -16,7 +16,7 @@ import pandas as pd
 from eossl.config import EvaluateConfig, PretrainConfig, validate_config
 from eossl.data.store import SampleStore
 from eossl.data.synth.generator import SynthSpec, synthesize_store
-from eossl.evaluation.report import summarise, table, verdicts
+from eossl.evaluation.report import comparisons, summarise, table
 from eossl.evaluation.runner import run_evaluate
 from eossl.methods.pretrain import run_pretrain
 
@@ -31,7 +31,14 @@ PRESETS = {
         "evaluate": {
             "fractions": [0.01, 0.1, 1.0],
             "seeds": [0, 1, 2],
-            "finetune": {"tasks": ["single-label"], "min_steps": 40, "max_steps": 40, "batch_size": 32},
+            "finetune": {
+                "tasks": ["single-label"],
+                "min_steps": 40,
+                "max_steps": 40,
+                "batch_size": 32,
+                "validations": 4,
+                "patience": 0,
+            },
         },
     },
     "quick": {
@@ -45,7 +52,14 @@ PRESETS = {
             "fractions": [0.1, 1.0],
             "seeds": [0, 1, 2],
             "linear": {"weight_decays": [1e-3, 1e-1], "max_iter": 50},
-            "finetune": {"tasks": ["single-label"], "min_steps": 3, "max_steps": 3, "batch_size": 32},
+            "finetune": {
+                "tasks": ["single-label"],
+                "min_steps": 3,
+                "max_steps": 3,
+                "batch_size": 32,
+                "validations": 1,
+                "patience": 0,
+            },
         },
     },
 }
@@ -108,7 +122,11 @@ def run_demo(out: Path = Path("runs/demo"), quick: bool = False, log=print) -> p
         if text:
             log(f"\n{task} {metric} (test split, mean ± std over {len(eval_cfg.seeds)} seeds)\n{text}")
     log("")
-    for line in verdicts(summary_table):
-        log(line)
+    comps = comparisons(results)
+    for r in comps[(comps.protocol == "linear") & (comps.fraction.round(6) == 0.1)].itertuples():
+        log(
+            f"{r.a} vs {r.b}, linear probe, {r.task} at 10% labels: {r.difference:+.3f} "
+            f"[{r.low:+.3f}, {r.high:+.3f}] over {r.n} seeds -> {r.verdict} (paired t-test p={r.p_value:.2g})"
+        )
     log(f"\nreport: {out / 'evaluate' / 'report.md'} ({time.perf_counter() - started:.0f}s in total)")
     return results

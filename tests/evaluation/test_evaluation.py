@@ -6,18 +6,21 @@ import torch
 from eossl.evaluation.features import image_statistics
 from eossl.evaluation.linear_probe import fit_linear
 from eossl.evaluation.metrics import classification_metrics
-from eossl.evaluation.report import render_markdown, summarise, verdicts
+from eossl.evaluation.report import render_markdown, summarise
 
 
 def test_linear_probe_separates_separable_data():
     torch.manual_seed(0)
     x = torch.randn(200, 5)
     y = (x[:, 0] + 0.5 * x[:, 1] > 0).long()
-    probe = fit_linear(x, y, multilabel=False, weight_decay=1e-4)
+    probe = fit_linear(x, y, "classification", weight_decay=1e-4)
     assert (probe.logits(x).argmax(1) == y).float().mean() > 0.97
     ml = torch.stack([y, 1 - y, (x[:, 2] > 0).long()], 1)
-    probe = fit_linear(x, ml, multilabel=True, weight_decay=1e-4)
+    probe = fit_linear(x, ml, "multilabel", weight_decay=1e-4)
     assert ((probe.logits(x) > 0).long() == ml).float().mean() > 0.95
+    target = 2 * x[:, 0] - x[:, 3] + 0.5
+    ridge = fit_linear(x, target, "regression", weight_decay=0.0)
+    assert ridge.logits(x).shape == (200,) and torch.allclose(ridge.logits(x), target, atol=1e-3)
 
 
 def test_metrics_on_hand_computed_examples():
@@ -34,6 +37,20 @@ def test_metrics_on_hand_computed_examples():
     assert m["mAP"] == pytest.approx((1.0 + (1 + 2 / 3) / 2) / 2)
 
 
+def test_segmentation_and_regression_metrics_by_hand():
+    from eossl.evaluation.metrics import regression_metrics, segmentation_metrics
+
+    truth = torch.tensor([[[0, 0], [1, 2]]])  # 1 map of 2x2 pixels, classes 0, 1, 2 present; 3 absent
+    pred = torch.tensor([[[0, 1], [1, 2]]])
+    logits = torch.nn.functional.one_hot(pred, 4).permute(0, 3, 1, 2).float()
+    m = segmentation_metrics(logits, truth, 4)
+    # IoU: class 0 = 1/2, class 1 = 1/2, class 2 = 1; absent class 3 is skipped
+    assert m["pixel_accuracy"] == pytest.approx(0.75) and m["mIoU"] == pytest.approx((0.5 + 0.5 + 1) / 3)
+    r = regression_metrics(torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([1.0, 2.0, 3.0, 6.0]))
+    # residuals 0, 0, 0, -2: MSE 1, MAE 0.5; R2 = 1 - 4 / sum((y - 3)^2) = 1 - 4 / 14
+    assert r["rmse"] == pytest.approx(1.0) and r["mae"] == pytest.approx(0.5) and r["r2"] == pytest.approx(1 - 4 / 14)
+
+
 def test_image_statistics_features():
     x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).view(2, 3, 4, 4)
     f = image_statistics(x)
@@ -43,31 +60,42 @@ def test_image_statistics_features():
     assert torch.isfinite(image_statistics(x)).all()
 
 
-def test_report_tables_and_verdicts():
-    rows = []
-    for seed, (a, b, c) in enumerate([(0.80, 0.50, 0.60), (0.82, 0.52, 0.61), (0.81, 0.49, 0.62)]):
-        for init, v in (("simclr", a), ("random", b), ("image-stats", c)):
-            rows.append(
-                {
-                    "init": init,
-                    "protocol": "linear",
-                    "task": "single-label",
-                    "fraction": 0.1,
-                    "seed": seed,
-                    "metric": "accuracy",
-                    "value": v,
-                    "num_labels": 30,
-                    "trainable_params": 100,
-                }
-            )
-    results = pd.DataFrame(rows)
+def _rows(values: dict[str, list[float]], fraction: float = 0.1, protocol: str = "linear") -> list[dict]:
+    return [
+        {"init": init, "protocol": protocol, "task": "single-label", "fraction": fraction, "seed": seed,
+         "metric": "accuracy", "value": v, "num_labels": 30, "trainable_params": 0}
+        for init, per_seed in values.items()
+        for seed, v in enumerate(per_seed)
+    ]  # fmt: skip
+
+
+def test_report_tables_comparisons_and_labels_saved():
+    from eossl.evaluation.report import comparisons, labels_saved_table
+
+    results = pd.DataFrame(
+        _rows({"simclr": [0.80, 0.82, 0.81], "random": [0.50, 0.52, 0.49], "image-stats": [0.60, 0.61, 0.62]})
+    )
     summary = summarise(results)
     simclr = summary[summary.init == "simclr"].iloc[0]
     assert simclr["mean"] == pytest.approx(0.81) and simclr["std"] == pytest.approx(np.std([0.8, 0.82, 0.81], ddof=1))
-    lines = verdicts(summary)
-    assert len(lines) == 2 and all(line.startswith("PASS") for line in lines)
+    # 95% t-interval: 0.81 +- t(0.975, 2) * 0.01 / sqrt(3) = 0.81 +- 4.3027 * 0.005774
+    assert simclr["ci_high"] - 0.81 == pytest.approx(4.302653 * 0.01 / np.sqrt(3), rel=1e-5)
+    comps = comparisons(results)
+    assert set(zip(comps.a, comps.b, strict=True)) == {("simclr", "random"), ("simclr", "image-stats")}
+    vs_random = comps[comps.b == "random"].iloc[0]
+    # per-seed differences 0.30, 0.30, 0.32: mean 0.3067, paired t-test significant
+    assert vs_random.difference == pytest.approx(0.30667, abs=1e-4) and vs_random.verdict == "A better"
     md = render_markdown(results)
-    assert "**0.810 ± 0.010**" in md and "| linear | random | 0.503 ± 0.015 |" in md
+    assert "**0.810 ± 0.010**" in md and "| linear | random | 0.503 ± 0.015" in md
+    assert "| linear | simclr vs random | +0.307" in md and "better" in md
+    # labels saved: from-scratch fine-tuning reaches 0.70 at 100%; simclr's linear curve crosses 0.70
+    # halfway (in log-fraction) between 10% (0.60) and 100% (0.80): sqrt(0.1 * 1.0) = 31.6%
+    curve = _rows({"simclr": [0.60, 0.60, 0.60]}, 0.1) + _rows({"simclr": [0.80, 0.80, 0.80]}, 1.0)
+    scratch = _rows({"random": [0.70, 0.70, 0.70]}, 1.0, protocol="finetune")
+    saved = labels_saved_table(summarise(pd.DataFrame(curve + scratch)))
+    row = saved[saved.init == "simclr"].iloc[0]
+    assert row.reference == "random (finetune)" and row.fraction_needed == pytest.approx(np.sqrt(0.1))
+    assert "31.6% of the labels" in render_markdown(pd.DataFrame(curve + scratch))
 
 
 def test_knn_votes_are_similarity_weighted_by_hand():

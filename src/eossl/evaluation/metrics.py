@@ -1,43 +1,74 @@
-"""Metrics for the classification tasks, from logits and targets (torchmetrics)."""
+"""Metrics per task kind, from model outputs and targets (torchmetrics)."""
 
 from __future__ import annotations
 
 import torch
+from torchmetrics.functional import mean_absolute_error, mean_squared_error, r2_score
 from torchmetrics.functional.classification import (
     multiclass_accuracy,
     multiclass_f1_score,
+    multiclass_jaccard_index,
     multilabel_average_precision,
     multilabel_f1_score,
 )
 
-TASK_TARGET = {"single-label": "label", "multi-label": "multilabel"}
+
+def _pad_classes(logits: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """A head trained on fewer classes than exist never predicts the missing ones."""
+    if logits.shape[1] >= num_classes:
+        return logits
+    pad_shape = (logits.shape[0], num_classes - logits.shape[1], *logits.shape[2:])
+    return torch.cat([logits, logits.new_full(pad_shape, -1e9)], dim=1)
+
+
+def single_label_metrics(logits: torch.Tensor, targets: torch.Tensor, num_classes: int) -> dict[str, float]:
+    """Overall accuracy and macro F1 over the classes present in ``targets``."""
+    logits = _pad_classes(logits.float(), num_classes)
+    present = torch.bincount(targets, minlength=num_classes) > 0
+    f1 = multiclass_f1_score(logits, targets, num_classes, average="none")
+    return {
+        "accuracy": float(multiclass_accuracy(logits, targets, num_classes, average="micro")),
+        "macro_f1": float(f1[present].mean()),
+    }
+
+
+def multi_label_metrics(logits: torch.Tensor, targets: torch.Tensor, num_classes: int) -> dict[str, float]:
+    """Micro/macro F1 (threshold 0.5) and macro mAP over the classes present in ``targets``."""
+    targets = targets.long()
+    present = targets.sum(0) > 0
+    probs = logits.float().sigmoid()
+    f1 = multilabel_f1_score(probs[:, present], targets[:, present], int(present.sum()), average="none")
+    ap = multilabel_average_precision(probs[:, present], targets[:, present], int(present.sum()), average="none")
+    return {
+        "micro_f1": float(multilabel_f1_score(probs, targets, num_classes, average="micro")),
+        "macro_f1": float(f1.mean()),
+        "mAP": float(ap.mean()),
+    }
+
+
+def segmentation_metrics(logits: torch.Tensor, targets: torch.Tensor, num_classes: int) -> dict[str, float]:
+    """Pixel accuracy and mIoU (mean over the classes present in ``targets``) of ``[N, K, H, W]`` logits."""
+    logits = _pad_classes(logits.float(), num_classes)
+    pred = logits.argmax(1)
+    present = torch.bincount(targets.flatten(), minlength=num_classes) > 0
+    iou = multiclass_jaccard_index(pred, targets, num_classes, average="none")
+    return {"pixel_accuracy": float((pred == targets).float().mean()), "mIoU": float(iou[present].mean())}
+
+
+def regression_metrics(pred: torch.Tensor, targets: torch.Tensor, num_classes: int = 0) -> dict[str, float]:
+    """R², RMSE and MAE of a scalar target (``pred`` may be ``[N]`` or ``[N, 1]``)."""
+    pred, targets = pred.float().reshape(-1), targets.float().reshape(-1)
+    return {
+        "r2": float(r2_score(pred, targets)),
+        "rmse": float(mean_squared_error(pred, targets, squared=False)),
+        "mae": float(mean_absolute_error(pred, targets)),
+    }
 
 
 def classification_metrics(
     task: str, logits: torch.Tensor, targets: torch.Tensor, num_classes: int
 ) -> dict[str, float]:
-    """``single-label``: overall accuracy and macro F1; ``multi-label``: micro/macro F1 (threshold 0.5) and
-    macro mAP. Macro averages skip classes absent from ``targets`` (their scores are undefined)."""
-    logits = logits.float()
-    if task == "single-label":
-        if logits.shape[1] < num_classes:  # head trained on fewer classes than exist
-            pad = logits.new_full((logits.shape[0], num_classes - logits.shape[1]), -1e9)
-            logits = torch.cat([logits, pad], dim=1)
-        present = torch.bincount(targets, minlength=num_classes) > 0
-        f1 = multiclass_f1_score(logits, targets, num_classes, average="none")
-        return {
-            "accuracy": float(multiclass_accuracy(logits, targets, num_classes, average="micro")),
-            "macro_f1": float(f1[present].mean()),
-        }
-    if task == "multi-label":
-        targets = targets.long()
-        present = targets.sum(0) > 0
-        probs = logits.sigmoid()
-        f1 = multilabel_f1_score(probs[:, present], targets[:, present], int(present.sum()), average="none")
-        ap = multilabel_average_precision(probs[:, present], targets[:, present], int(present.sum()), average="none")
-        return {
-            "micro_f1": float(multilabel_f1_score(probs, targets, num_classes, average="micro")),
-            "macro_f1": float(f1.mean()),
-            "mAP": float(ap.mean()),
-        }
-    raise ValueError(f"unknown task '{task}' (known: {', '.join(TASK_TARGET)})")
+    """Metrics of ``task`` (a name in :data:`eossl.evaluation.tasks.TASKS`)."""
+    from eossl.evaluation.tasks import task_spec
+
+    return task_spec(task).metrics(logits, targets, num_classes)

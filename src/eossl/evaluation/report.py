@@ -1,150 +1,292 @@
-"""Tables (mean ± std over seeds), the label-efficiency plot and ``report.md`` from ``results.csv``."""
+"""``report.md``, ``report.html`` and ``summary.csv`` from ``results.csv`` (and ``curves.csv``).
+
+Tables hold the test-split mean ± std over seeds (best per column in bold) and, for primary metrics,
+the 95% Student-t interval of the mean. Comparisons pair seeds (each seed is one label subset shared
+by every init) and test the per-seed differences; "labels saved" interpolates the label fraction at
+which a pretrained encoder reaches the from-scratch model trained on every label
+(:mod:`eossl.evaluation.statistics`).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import pandas as pd
 import yaml
 from pydantic import BaseModel
 
-PRIMARY_METRIC = {"single-label": "accuracy", "multi-label": "mAP"}
-BASELINES = ("random", "image-stats")
+from eossl.evaluation.html import write_html
+from eossl.evaluation.plots import plot_convergence, plot_label_efficiency, plot_prediction_maps
+from eossl.evaluation.statistics import labels_saved, mean_interval, paired_comparison
+from eossl.evaluation.tasks import PRIMARY_METRIC, TASKS
+
+BASELINES = ("random", "image-stats", "external")
+PROTOCOL_ORDER = ("knn", "linear", "frozen", "adapter", "finetune")
+FROM_SCRATCH = ("random", "finetune")
+
+
+def base_init(init: str) -> str:
+    """``"random (run-a)"`` -> ``"random"``: inits merged from several runs carry the run's name."""
+    return init.split(" (")[0]
+
+
+def is_baseline(init: str, baselines: tuple[str, ...] = BASELINES) -> bool:
+    return base_init(init) in baselines
+
+
+def _protocol_rank(protocol: str) -> int:
+    head = protocol.split("-")[0]
+    return PROTOCOL_ORDER.index(head) if head in PROTOCOL_ORDER else len(PROTOCOL_ORDER)
+
+
+def _ordered(frame: pd.DataFrame, baselines: tuple[str, ...]) -> pd.DataFrame:
+    key = frame.apply(lambda r: (_protocol_rank(r.protocol), r.protocol, is_baseline(r.init, baselines)), axis=1)
+    return frame.assign(_key=key).sort_values("_key", kind="stable").drop(columns="_key")
 
 
 def summarise(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean, std and count over seeds per init, protocol, task, metric and fraction."""
+    """Mean, std, count and 95% interval over seeds per task, metric, protocol, init and fraction."""
     keys = ["task", "metric", "protocol", "init", "fraction"]
-    return results.groupby(keys, sort=False)["value"].agg(["mean", "std", "count"]).reset_index()
+    rows = []
+    for key, part in results.groupby(keys, sort=False):
+        interval = mean_interval(part["value"].to_numpy())
+        rows.append(dict(zip(keys, key, strict=True), mean=interval.mean, std=interval.std, count=interval.n,
+                         ci_low=interval.low, ci_high=interval.high))  # fmt: skip
+    return pd.DataFrame(rows, columns=[*keys, "mean", "std", "count", "ci_low", "ci_high"])
 
 
-def _fmt_fraction(f: float) -> str:
-    return f"{f * 100:g}%"
+def _pct(f: float) -> str:
+    return f"{f * 100:.3g}%"
 
 
-def table(summary: pd.DataFrame, task: str, metric: str) -> str:
+def _params(n: float) -> str:
+    n = int(n)
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}K" if n >= 1e3 else str(n)
+
+
+def _best(values: pd.Series, metric: str) -> float:
+    lower_better = metric in ("rmse", "mae")
+    return values.min() if lower_better else values.max()
+
+
+def table(summary: pd.DataFrame, task: str, metric: str, interval: bool = False,
+          baselines: tuple[str, ...] = BASELINES) -> str:  # fmt: skip
     """Markdown table: rows protocol/init, columns label fractions, cells mean ± std (best in bold)."""
     part = summary[(summary.task == task) & (summary.metric == metric)]
     if part.empty:
         return ""
     fractions = sorted(part.fraction.unique())
-    best = part.groupby("fraction")["mean"].max()
-    lines = [
-        f"| protocol | init | {' | '.join(_fmt_fraction(f) for f in fractions)} |",
-        "|---|---|" + "---:|" * len(fractions),
-    ]
-    for (protocol, init), rows in part.groupby(["protocol", "init"], sort=False):
+    best = part.groupby("fraction")["mean"].agg(lambda v: _best(v, metric))
+    lines = [f"| protocol | init | {' | '.join(_pct(f) for f in fractions)} |", "|---|---|" + "---:|" * len(fractions)]
+    for (protocol, init), rows in _ordered(part, baselines).groupby(["protocol", "init"], sort=False):
         cells = []
         for f in fractions:
             row = rows[rows.fraction == f]
             if row.empty:
                 cells.append("")
                 continue
-            mean, std = float(row["mean"].iloc[0]), float(row["std"].fillna(0).iloc[0])
-            cell = f"{mean:.3f} ± {std:.3f}"
-            cells.append(f"**{cell}**" if mean == best[f] else cell)
+            r = row.iloc[0]
+            cell = f"{r['mean']:.3f} ± {0 if pd.isna(r['std']) else r['std']:.3f}"
+            cell = f"**{cell}**" if r["mean"] == best[f] else cell
+            cells.append(cell + (f" [{r.ci_low:.3f}, {r.ci_high:.3f}]" if interval and r["count"] > 1 else ""))
         lines.append(f"| {protocol} | {init} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
 
-def verdicts(summary: pd.DataFrame, fraction: float = 0.1) -> list[str]:
-    """Does each pretrained linear probe beat every baseline at ``fraction`` by more than the seed std?"""
-    lines = []
-    linear = summary[(summary.protocol == "linear") & (summary.fraction.round(6) == round(fraction, 6))]
+def overview_table(summary: pd.DataFrame, results: pd.DataFrame, fraction: float,
+                   baselines: tuple[str, ...] = BASELINES) -> str:  # fmt: skip
+    """SpectralEarth-style table at one label fraction: rows protocol (trainable encoder parameters) x
+    init, columns the tasks' primary metrics (mean ± std), best per column in bold."""
+    part = summary[(summary.fraction.round(9) == round(fraction, 9))]
+    part = part[part.apply(lambda r: PRIMARY_METRIC.get(r.task) == r.metric, axis=1)]
+    if part.empty:
+        return ""
+    tasks = [t for t in TASKS if t in set(part.task)]
+    params = results.groupby(["protocol", "init"])["trainable_params"].max()
+    best = {t: part[part.task == t]["mean"].max() for t in tasks}
+    header = " | ".join(f"{t} ({PRIMARY_METRIC[t]})" for t in tasks)
+    lines = [f"| protocol (trainable encoder params) | init | {header} |", "|---|---|" + "---:|" * len(tasks)]
+    for (protocol, init), rows in _ordered(part, baselines).groupby(["protocol", "init"], sort=False):
+        cells = []
+        for t in tasks:
+            row = rows[rows.task == t]
+            if row.empty:
+                cells.append("–")
+                continue
+            m, s = row["mean"].iloc[0], row["std"].fillna(0).iloc[0]
+            cells.append(f"**{m:.3f} ± {s:.3f}**" if m == best[t] else f"{m:.3f} ± {s:.3f}")
+        n = params.get((protocol, init))
+        lines.append(f"| {protocol} ({_params(n) if pd.notna(n) else '?'}) | {init} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def comparisons(results: pd.DataFrame, baselines: tuple[str, ...] = BASELINES) -> pd.DataFrame:
+    """Every pretrained init against every baseline of the same protocol, task (primary metric) and
+    fraction, paired over seeds: mean difference, its 95% interval, p-value and verdict."""
+    rows = []
+    primary = results[results.apply(lambda r: PRIMARY_METRIC.get(r.task) == r.metric, axis=1)]
+    for (task, protocol, fraction), part in primary.groupby(["task", "protocol", "fraction"], sort=False):
+        by_init = part.pivot_table(index="seed", columns="init", values="value")
+        for a in (i for i in by_init.columns if not is_baseline(i, baselines)):
+            for b in (i for i in by_init.columns if is_baseline(i, baselines)):
+                pair = by_init[[a, b]].dropna()
+                if pair.empty:
+                    continue
+                c = paired_comparison(pair[a].to_numpy(), pair[b].to_numpy())
+                rows.append({"task": task, "protocol": protocol, "fraction": fraction, "a": a, "b": b,
+                             "difference": c.difference.mean, "low": c.difference.low, "high": c.difference.high,
+                             "p_value": c.p_value, "wins": c.wins, "n": c.n, "verdict": c.verdict})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def comparison_table(comps: pd.DataFrame, task: str) -> str:
+    part = comps[comps.task == task] if not comps.empty else comps
+    if part.empty:
+        return ""
+    fractions = sorted(part.fraction.unique())
+    mark = {"A better": "better", "B better": "worse", "no significant difference": "n.s."}
+    lines = [f"| protocol | A vs B | {' | '.join(_pct(f) for f in fractions)} |", "|---|---|" + "---|" * len(fractions)]
+    for (protocol, a, b), rows in part.groupby(["protocol", "a", "b"], sort=False):
+        cells = []
+        for f in fractions:
+            row = rows[rows.fraction == f]
+            if row.empty:
+                cells.append("")
+                continue
+            r = row.iloc[0]
+            cells.append(f"{r.difference:+.3f} [{r.low:+.3f}, {r.high:+.3f}] {mark[r.verdict]} (p={r.p_value:.2g})")
+        lines.append(f"| {protocol} | {a} vs {b} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def labels_saved_table(summary: pd.DataFrame, baselines: tuple[str, ...] = BASELINES) -> pd.DataFrame:
+    """Per task, pretrained init and protocol: the label fraction at which it reaches the from-scratch
+    model (random init, fine-tuned) trained on 100% of the labels; the same protocol's random init
+    stands in when fine-tuning was not run."""
+    rows = []
     for task, metric in PRIMARY_METRIC.items():
-        part = linear[(linear.task == task) & (linear.metric == metric)].set_index("init")
-        pretrained = [i for i in part.index if i not in BASELINES]
-        for init in pretrained:
-            mine = part.loc[init]
-            for base in (b for b in BASELINES if b in part.index):
-                other = part.loc[base]
-                margin = mine["mean"] - other["mean"]
-                spread = max(float(mine["std"] or 0), float(other["std"] or 0))
-                ok = margin > spread
-                lines.append(
-                    f"{'PASS' if ok else 'FAIL'}: {task} {metric} at {_fmt_fraction(fraction)} labels, "
-                    f"linear probe {init} {mine['mean']:.3f} vs {base} {other['mean']:.3f} "
-                    f"(margin {margin:+.3f}, seed std {spread:.3f})"
-                )
+        part = summary[(summary.task == task) & (summary.metric == metric)]
+        for (protocol, init), curve in part.groupby(["protocol", "init"], sort=False):
+            if is_baseline(init, baselines):
+                continue
+            ref = None
+            for ref_init, ref_protocol in (FROM_SCRATCH, ("random", protocol)):
+                match = part[(part.init.map(base_init) == ref_init) & (part.protocol == ref_protocol)
+                             & (part.fraction == 1.0)]  # fmt: skip
+                if not match.empty:
+                    ref = (f"{ref_init} ({ref_protocol})", float(match["mean"].iloc[0]))
+                    break
+            if ref is None:
+                continue
+            needed = labels_saved(curve.fraction.to_numpy(), curve["mean"].to_numpy(), ref[1])
+            rows.append({"task": task, "metric": metric, "init": init, "protocol": protocol, "reference": ref[0],
+                         "reference_value": ref[1], "fraction_needed": needed})  # fmt: skip
+    return pd.DataFrame(rows, columns=["task", "metric", "init", "protocol", "reference", "reference_value",
+                                       "fraction_needed"])  # fmt: skip
+
+
+def _headlines(saved: pd.DataFrame) -> list[str]:
+    lines = []
+    for task, part in saved.groupby("task", sort=False):
+        reached = part.dropna(subset=["fraction_needed"])
+        if reached.empty:
+            r = part.iloc[0]
+            lines.append(f"- **{task}**: no pretrained encoder reaches {r.reference} at 100% labels "
+                         f"({r.metric} {r.reference_value:.3f}) with fewer labels.")  # fmt: skip
+            continue
+        r = reached.sort_values("fraction_needed").iloc[0]
+        lines.append(
+            f"- **{task}**: {r.init} ({r.protocol}) reaches the {r.metric} of {r.reference} trained on 100% of the "
+            f"labels ({r.reference_value:.3f}) with **{_pct(r.fraction_needed)} of the labels** "
+            f"({_pct(1 - r.fraction_needed)} saved)."
+        )
     return lines
 
 
-def plot_label_efficiency(summary: pd.DataFrame, path: Path) -> Path:
-    tasks = [t for t in PRIMARY_METRIC if t in set(summary.task)]
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 4), squeeze=False)
-    for ax, task in zip(axes[0], tasks, strict=True):
-        metric = PRIMARY_METRIC[task]
-        part = summary[(summary.task == task) & (summary.metric == metric)]
-        colours = {init: f"C{i}" for i, init in enumerate(summary.init.unique())}  # one colour per init
-        for (protocol, init), rows in part.groupby(["protocol", "init"], sort=False):
-            rows = rows.sort_values("fraction")
-            style = {"linear": "-", "knn": ":", "finetune": "--"}.get(protocol, "-.")  # one line style per protocol
-            ax.errorbar(
-                rows.fraction * 100,
-                rows["mean"],
-                yerr=rows["std"].fillna(0),
-                fmt=style + "o",
-                color=colours[init],
-                capsize=3,
-                label=f"{init} ({protocol})",
-                markersize=4,
-            )
-        ax.set_xscale("log")
-        ax.set_xlabel("labelled training samples (%)")
-        ax.set_ylabel(metric)
-        ax.set_title(task)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    tmp.replace(path)
-    return path
-
-
-def render_markdown(results: pd.DataFrame, config: BaseModel | dict | None = None) -> str:
+def render_markdown(results: pd.DataFrame, config: BaseModel | dict | None = None, figures: list[str] = (),
+                    headline_fraction: float | None = None, baselines: tuple[str, ...] = BASELINES) -> str:  # fmt: skip
     summary = summarise(results)
+    fractions = sorted(results.fraction.unique())
+    headline = headline_fraction if headline_fraction in fractions else fractions[0]
+    counts = results.groupby(["task", "fraction"])["num_labels"].first()
     parts = ["# eossl evaluation report", ""]
-    counts = results.groupby(["fraction"])["num_labels"].first()
-    parts.append(
-        "Labelled training samples per fraction: "
-        + ", ".join(f"{_fmt_fraction(f)} = {int(n)}" for f, n in counts.items())
-        + "."
+    saved = labels_saved_table(summary, baselines)
+    if not saved.empty:
+        parts += ["## Labels saved", "", *_headlines(saved), ""]
+    sizes = "; ".join(
+        f"{t} " + ", ".join(f"{_pct(f)} = {int(n)}" for (tt, f), n in counts.items() if tt == t)
+        for t in results.task.unique()
     )
-    parts.append(
-        f"Seeds: {sorted(results.seed.unique().tolist())}. Cells are test-split mean ± std over seeds; "
-        "best per column in bold. The random-init encoder has its BatchNorm statistics re-estimated on "
-        "the unlabelled training images."
-    )
-    parts.append("")
-    for task in PRIMARY_METRIC:
+    parts += [
+        f"Seeds: {sorted(results.seed.unique().tolist())}. Cells are the test-split mean ± std over seeds, best "
+        "per column in bold; primary-metric tables add the 95% t-interval of the mean in brackets. Random and "
+        "external inits have their BatchNorm statistics re-estimated on the unlabelled training images. "
+        f"Labelled training samples: {sizes}.",
+        "",
+    ]
+    overview = overview_table(summary, results, headline, baselines)
+    if overview:
+        parts += [f"## Overview at {_pct(headline)} labels", "", overview, ""]
+    comps = comparisons(results, baselines)
+    for task in TASKS:
         for metric in results[results.task == task].metric.unique():
-            text = table(summary, task, metric)
+            text = table(summary, task, metric, interval=metric == PRIMARY_METRIC[task], baselines=baselines)
             if text:
                 parts += [f"## {task}: {metric}", "", text, ""]
-    lines = verdicts(summary)
-    if lines:
-        parts += ["## Verdict at 10% labels", "", *[f"- {line}" for line in lines], ""]
-    params = results.groupby(["protocol", "init"])["trainable_params"].max()
-    parts += ["## Trainable parameters", "", "| protocol | init | trainable parameters |", "|---|---|---:|"]
-    parts += [f"| {p} | {i} | {int(n):,} |" for (p, i), n in params.items()]
-    parts += ["", "![label efficiency](label_efficiency.png)", ""]
+        text = comparison_table(comps, task)
+        if text:
+            parts += [
+                f"### {task}: is A better than B? (paired over seeds, {PRIMARY_METRIC[task]})",
+                "",
+                "Mean difference A − B [95% interval], paired t-test verdict at p < 0.05.",
+                "",
+                text,
+                "",
+            ]
+    if not saved.empty:
+        parts += [
+            "## Labels needed to match training from scratch on 100%",
+            "",
+            "| task | init | protocol | reference (100% labels) | fraction needed |",
+            "|---|---|---|---|---:|",
+        ]
+        parts += [f"| {r.task} | {r.init} | {r.protocol} | {r.reference}: {r.reference_value:.3f} | "
+                  f"{'not reached' if pd.isna(r.fraction_needed) else _pct(r.fraction_needed)} |"
+                  for r in saved.itertuples()]  # fmt: skip
+        parts.append("")
+    for figure in figures:
+        title = Path(figure).stem.replace("_", " ")
+        parts += [f"## {title.capitalize()}", "", f"![{title}]({figure})", ""]
     if config is not None:
         dumped = config.model_dump(mode="json") if isinstance(config, BaseModel) else config
         parts += ["## Configuration", "", "```yaml", yaml.safe_dump(dumped, sort_keys=False).strip(), "```", ""]
     return "\n".join(parts)
 
 
-def write_report(results: pd.DataFrame, out: Path, config: BaseModel | dict | None = None) -> Path:
+def write_report(results: pd.DataFrame, out: Path, config: BaseModel | dict | None = None,
+                 baselines: tuple[str, ...] = BASELINES) -> Path:  # fmt: skip
+    """Plots, ``summary.csv``, ``comparisons.csv``, ``report.md`` and a self-contained ``report.html``."""
     out = Path(out)
-    plot_label_efficiency(summarise(results), out / "label_efficiency.png")
+    summary = summarise(results)
+    figures = [plot_label_efficiency(summary, out / "label_efficiency.png").name]
+    curves_path = out / "curves.csv"
+    if curves_path.exists():
+        curves = pd.read_csv(curves_path)
+        figure = plot_convergence(curves, out / "convergence.png")
+        figures += [figure.name] if figure else []
+    for task in (t for t in TASKS if TASKS[t].dense and t in set(results.task)):
+        figure = plot_prediction_maps(out / "predictions", task, out / f"prediction_maps_{task}.png")
+        figures += [figure.name] if figure else []
+    cfg = config.model_dump() if isinstance(config, BaseModel) else (config or {})
+    if cfg.get("external"):
+        baselines = (*baselines, cfg["external"]["label"])
+    for name, frame in (("summary.csv", summary), ("comparisons.csv", comparisons(results, baselines))):
+        tmp = out / f".{name}.tmp"
+        frame.to_csv(tmp, index=False)
+        tmp.replace(out / name)
     path = out / "report.md"
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render_markdown(results, config))
+    tmp.write_text(render_markdown(results, config, figures, cfg.get("headline_fraction"), baselines))
     tmp.replace(path)
+    write_html(path)
     return path

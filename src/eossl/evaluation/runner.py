@@ -1,16 +1,23 @@
 """``eossl evaluate``: every init x protocol x task x label fraction x seed on the same splits.
 
 Inits: ``checkpoint`` (the pretrained encoder, reported under its method's name, e.g. ``simclr``),
-``random`` (same architecture, random weights, BatchNorm statistics re-estimated on the unlabelled
-training images so the baseline is not handicapped by un-calibrated normalisation) and
-``image-stats`` (per-band mean/std/percentiles; linear protocol only).
-Protocols: ``linear`` (logistic regression on cached frozen features, weight decay chosen on the
-validation split), ``knn`` (weighted cosine kNN on the same cached features, k chosen on the
-validation split) and ``finetune`` (encoder + head trained end to end).
+``random`` (same architecture, random weights), ``external`` (same architecture with a local timm
+weights file, e.g. ImageNet; reported under ``external.label``) and ``image-stats`` (per-band
+mean/std/percentiles; feature protocols only). Random and external encoders get their BatchNorm
+statistics re-estimated on the unlabelled training images, so the baselines are not handicapped by
+un-calibrated normalisation.
+
+Protocols: ``linear`` (logistic/ridge regression on cached frozen features, weight decay chosen on
+the validation split), ``knn`` (weighted cosine kNN on the same cached features, k chosen on the
+validation split), and the trained protocols of :mod:`eossl.evaluation.finetune`: ``frozen``,
+``finetune`` and ``adapter-*``. Every protocol sees the same label subsets: for each fraction and
+seed one nested, stratified subset per stratification (class or class presence), saved to
+``label_subsets.json``.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,20 +26,21 @@ import numpy as np
 import pandas as pd
 import torch
 
-from eossl.config import ConfigError, EvaluateConfig, dump_config
+from eossl.config import ConfigError, EvaluateConfig, TrainedProtocolConfig, dump_config
 from eossl.data.datamodule import EODataModule
 from eossl.data.normalize import BandNormalizer
-from eossl.data.splits import label_fraction
+from eossl.data.splits import label_fraction, multilabel_fraction
 from eossl.evaluation.features import cache_key, cached, encode, image_statistics, recalibrate_batchnorm
-from eossl.evaluation.finetune import finetune, predict
+from eossl.evaluation.finetune import predict, train_task_model
 from eossl.evaluation.knn import knn_scores
 from eossl.evaluation.linear_probe import fit_linear
-from eossl.evaluation.metrics import TASK_TARGET, classification_metrics
-from eossl.evaluation.report import PRIMARY_METRIC, write_report
+from eossl.evaluation.report import write_report
+from eossl.evaluation.tasks import TASKS, Task
 from eossl.methods.pretrain import PretrainedEncoder, load_pretrained_encoder
-from eossl.models.encoders import encoder_from_config
+from eossl.models.encoders import encoder_from_config, is_vision_transformer
 from eossl.training import default_device, quiet_lightning
 
+SCHEMA_VERSION = 2  # of results.csv; docs/results-schema.md says what each version holds
 RESULT_COLUMNS = [
     "init",
     "protocol",
@@ -45,9 +53,16 @@ RESULT_COLUMNS = [
     "modality",
     "num_labels",
     "trainable_params",
+    "head_params",
+    "steps",
+    "best_step",
     "weight_decay",
     "k",
+    "schema_version",
 ]
+CURVE_COLUMNS = ["init", "protocol", "task", "fraction", "seed", "step", "epoch", "metric", "value"]
+FEATURE_PROTOCOLS = {"linear": ("classification", "multilabel", "regression"), "knn": ("classification", "multilabel")}
+KNOWN_INITS = ("checkpoint", "random", "external", "image-stats")
 
 
 def _write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
@@ -56,8 +71,14 @@ def _write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
     tmp.replace(path)
 
 
+def _write_json_atomic(value: object, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value))
+    tmp.replace(path)
+
+
 class _Encoders:
-    """The encoder inits of one evaluation; ``random`` copies the checkpoint's architecture when given."""
+    """The encoder inits of one evaluation; baselines copy the checkpoint's architecture when given."""
 
     def __init__(
         self, cfg: EvaluateConfig, stats: dict, modality: str, train_images: torch.Tensor, device: torch.device
@@ -76,22 +97,66 @@ class _Encoders:
                     f"'{self.pretrained.modality}', but 'data.modality' is '{modality}'"
                 )
             self.encoder_config = self.pretrained.encoder_config
+        if "external" in cfg.inits and cfg.external is None:
+            raise ConfigError("'inits' contains 'external' but 'external.weights_file' is not set")
 
     @property
     def encoder_name(self) -> str:
         return self.encoder_config["name"]
 
-    def names(self) -> list[str]:
-        return [self.pretrained.method if init == "checkpoint" else init for init in self.cfg.inits]
+    def label(self, init: str) -> str:
+        """The name an init is reported under."""
+        if init == "checkpoint":
+            return self.pretrained.method
+        return self.cfg.external.label if init == "external" else init
 
     def build(self, init: str) -> tuple[torch.nn.Module, BandNormalizer]:
-        if self.pretrained is not None and init == self.pretrained.method:
+        if init == "checkpoint":
             return self.pretrained.encoder, self.pretrained.normalizer
         torch.manual_seed(0)
-        encoder = encoder_from_config(self.encoder_config, self.train_images.shape[1])
+        config = dict(self.encoder_config)
+        if init == "external":
+            config["weights_file"] = str(self.cfg.external.weights_file)
+        encoder = encoder_from_config(config, self.train_images.shape[1])
         normalizer = BandNormalizer({self.modality: self.stats}, [self.modality])
         recalibrate_batchnorm(encoder, normalizer, self.modality, self.train_images, self.device)
         return encoder, normalizer
+
+
+def _trained_protocols(cfg: EvaluateConfig) -> list[tuple[str, str, TrainedProtocolConfig, dict]]:
+    """(protocol name, trainable mode, config, adapter options) of every enabled trained protocol."""
+    protocols = []
+    if cfg.frozen.enabled:
+        protocols.append(("frozen", "frozen", cfg.frozen, {}))
+    if cfg.finetune.enabled:
+        protocols.append(("finetune", "full", cfg.finetune, {}))
+    if cfg.adapter.enabled:
+        for mode in cfg.adapter.modes:
+            protocols.append((cfg.adapter.protocol_name(mode), mode, cfg.adapter, cfg.adapter.options(mode)))
+    return protocols
+
+
+def _check_plan(cfg: EvaluateConfig, encoder_name: str) -> None:
+    """Fail before any training on combinations that cannot run."""
+    unknown = set(cfg.inits) - set(KNOWN_INITS)
+    if unknown:
+        raise ConfigError(f"'inits': unknown {sorted(unknown)} (known: {', '.join(KNOWN_INITS)})")
+    trained = _trained_protocols(cfg)
+    for name, _, protocol, _ in trained:
+        extra = set(protocol.tasks or []) - set(cfg.tasks)
+        if extra:
+            raise ConfigError(f"'{name.split('-')[0]}.tasks' lists {sorted(extra)}, which are not in 'tasks'")
+    if cfg.adapter.enabled and "lora" in cfg.adapter.modes and not is_vision_transformer(encoder_name):
+        raise ConfigError(
+            f"'adapter.modes' has 'lora', which needs attention blocks, but encoder '{encoder_name}' is not a ViT "
+            "(use 'spectral' or 'first-layers')"
+        )
+    for task in cfg.tasks:
+        if TASKS[task].dense and not any(task in (p.tasks or cfg.tasks) for _, _, p, _ in trained):
+            raise ConfigError(
+                f"task '{task}' is dense: enable a trained protocol for it (frozen, finetune or adapter); "
+                "linear and knn work on pooled features only"
+            )
 
 
 class _Grid:
@@ -101,10 +166,11 @@ class _Grid:
         self.cfg = cfg
         self.out = Path(cfg.out)
         self.device = default_device() if cfg.accelerator == "auto" else torch.device(cfg.accelerator)
+        self.tasks = [TASKS[t] for t in cfg.tasks]
         dm = EODataModule(
             cfg.data.store,
             [cfg.data.modality],
-            targets=["label", "multilabel"],
+            targets=sorted({t.target for t in self.tasks}),
             val=cfg.data.val,
             test=cfg.data.test,
             split_seed=cfg.data.split_seed,
@@ -115,13 +181,30 @@ class _Grid:
         self.num_classes = len(self.store.class_names) or int(labels.max()) + 1
         self.data = {split: dm.dataset(split).__getitems__(list(range(len(idx)))) for split, idx in dm.splits.items()}
         # Every (fraction, seed) subset is drawn up front, so a bad fraction fails before any training.
-        position = {g: i for i, g in enumerate(dm.splits["train"])}
-        self.subsets = {
-            (f, s): np.array([position[g] for g in label_fraction(labels, dm.splits["train"], f, s)])
-            for f in cfg.fractions
-            for s in cfg.seeds
-        }
+        train = dm.splits["train"]
+        position = {g: i for i, g in enumerate(train)}
+        strata = {t.stratify for t in self.tasks}
+        drawn: dict[tuple[str, float, int], np.ndarray] = {}
+        for f in cfg.fractions:
+            for s in cfg.seeds:
+                if "label" in strata:
+                    drawn["label", f, s] = label_fraction(labels, train, f, s)
+                if "multilabel" in strata:
+                    drawn["multilabel", f, s] = multilabel_fraction(self.store.read("multilabel"), train, f, s)
+        self.sample_ids = {key: idx for key, idx in drawn.items()}
+        self.subsets = {key: np.array([position[g] for g in idx]) for key, idx in drawn.items()}
         self.rows: list[dict] = []
+        self.curves: list[dict] = []
+
+    def save_subsets(self) -> None:
+        """``label_subsets.json``: the store sample indices of every labelled subset, per stratification."""
+        saved: dict = {}
+        for (stratify, fraction, seed), idx in self.sample_ids.items():
+            saved.setdefault(stratify, {}).setdefault(f"{fraction:g}", {})[str(seed)] = idx.tolist()
+        _write_json_atomic({"split_seed": self.cfg.data.split_seed, "subsets": saved}, self.out / "label_subsets.json")
+
+    def subset(self, task: Task, fraction: float, seed: int) -> np.ndarray:
+        return self.subsets[task.stratify, fraction, seed]
 
     def features(self, tag: str, compute: Callable[[torch.Tensor], torch.Tensor]) -> dict[str, torch.Tensor]:
         """Features of every split, cached under ``out/features`` keyed by ``tag``, store and split members."""
@@ -135,162 +218,170 @@ class _Grid:
             for split, idx in self.splits.items()
         }
 
-    def add(
-        self,
-        init: str,
-        protocol: str,
-        task: str,
-        fraction: float,
-        seed: int,
-        metrics: dict[str, float],
-        **extra: object,
-    ) -> None:
+    def add(self, init: str, protocol: str, task: str, fraction: float, seed: int, metrics: dict, **extra) -> None:
         for metric, value in metrics.items():
             self.rows.append(
                 {
-                    "init": init,
-                    "protocol": protocol,
-                    "task": task,
-                    "fraction": fraction,
-                    "seed": seed,
-                    "metric": metric,
-                    "value": value,
-                    "modality": self.modality,
-                    **extra,
+                    "init": init, "protocol": protocol, "task": task, "fraction": fraction, "seed": seed,
+                    "metric": metric, "value": value, "modality": self.modality,
+                    "schema_version": SCHEMA_VERSION, **extra,
                 }
-            )
+            )  # fmt: skip
+
+    def _runs(self, kinds: tuple[str, ...] | None = None, tasks: list[str] | None = None):
+        for task in self.tasks:
+            if (kinds is None or task.kind in kinds) and (tasks is None or task.name in tasks):
+                for fraction in self.cfg.fractions:
+                    for seed in self.cfg.seeds:
+                        yield task, fraction, seed, self.subset(task, fraction, seed)
 
     def linear_probe(self, init: str, feats: dict[str, torch.Tensor], encoder_name: str) -> None:
-        """Logistic regression per task, fraction and seed; weight decay picked on the validation split."""
-        for task in self.cfg.tasks:
-            target, multilabel = TASK_TARGET[task], task == "multi-label"
-            for (fraction, seed), subset in self.subsets.items():
-                best_score, best = -1.0, None
-                for wd in self.cfg.linear.weight_decays:
-                    probe = fit_linear(
-                        feats["train"][subset],
-                        self.data["train"][target][subset],
-                        multilabel,
-                        wd,
-                        self.cfg.linear.max_iter,
-                    )
-                    val = classification_metrics(
-                        task, probe.logits(feats["val"]), self.data["val"][target], self.num_classes
-                    )
-                    if val[PRIMARY_METRIC[task]] > best_score:
-                        best_score, best = val[PRIMARY_METRIC[task]], probe
-                test = classification_metrics(
-                    task, best.logits(feats["test"]), self.data["test"][target], self.num_classes
-                )
-                self.add(
-                    init,
-                    "linear",
-                    task,
-                    fraction,
-                    seed,
-                    test,
-                    encoder=encoder_name,
-                    num_labels=len(subset),
-                    trainable_params=sum(p.numel() for p in best.layer.parameters()),
-                    weight_decay=best.weight_decay,
-                )
+        """Logistic (ridge) regression per task, fraction and seed; weight decay picked on the validation split."""
+        for task, fraction, seed, subset in self._runs(FEATURE_PROTOCOLS["linear"]):
+            best_score, best = -np.inf, None
+            for wd in self.cfg.linear.weight_decays:
+                probe = fit_linear(
+                    feats["train"][subset], self.data["train"][task.target][subset], task.kind, wd,
+                    self.cfg.linear.max_iter,
+                )  # fmt: skip
+                value = task.metrics(probe.logits(feats["val"]), self.data["val"][task.target], self.num_classes)
+                score = value[task.primary] if task.higher_is_better else -value[task.primary]
+                if score > best_score:
+                    best_score, best = score, probe
+            test = task.metrics(best.logits(feats["test"]), self.data["test"][task.target], self.num_classes)
+            self.add(
+                init, "linear", task.name, fraction, seed, test, encoder=encoder_name, num_labels=len(subset),
+                trainable_params=0, head_params=sum(p.numel() for p in best.layer.parameters()),
+                weight_decay=best.weight_decay,
+            )  # fmt: skip
 
-    def _knn_logits(self, task: str, bank: torch.Tensor, subset: np.ndarray, query: torch.Tensor, k: int):
+    def _knn_logits(self, task: Task, bank: torch.Tensor, subset: np.ndarray, query: torch.Tensor, k: int):
         """kNN class probabilities turned into logits, so the classification metrics apply unchanged."""
-        targets = self.data["train"][TASK_TARGET[task]][subset]
+        targets = self.data["train"][task.target][subset]
         scores = knn_scores(bank[subset], targets, query, k, self.cfg.knn.temperature, self.num_classes)
         scores = scores.clamp(1e-6, 1 - 1e-6)
-        return (scores / (1 - scores)).log() if task == "multi-label" else scores.log()
+        return (scores / (1 - scores)).log() if task.kind == "multilabel" else scores.log()
 
     def knn_probe(self, init: str, feats: dict[str, torch.Tensor], encoder_name: str) -> None:
         """Weighted cosine kNN per task, fraction and seed; k picked on the validation split."""
-        for task in self.cfg.tasks:
-            target, primary = TASK_TARGET[task], PRIMARY_METRIC[task]
-            for (fraction, seed), subset in self.subsets.items():
-                val = {
-                    k: classification_metrics(
-                        task, self._knn_logits(task, feats["train"], subset, feats["val"], k),
-                        self.data["val"][target], self.num_classes,
-                    )[primary]
-                    for k in self.cfg.knn.ks
-                }  # fmt: skip
-                best_k = max(val, key=val.get)
-                logits = self._knn_logits(task, feats["train"], subset, feats["test"], best_k)
-                test = classification_metrics(task, logits, self.data["test"][target], self.num_classes)
-                self.add(
-                    init, "knn", task, fraction, seed, test, encoder=encoder_name, num_labels=len(subset),
-                    trainable_params=0, k=best_k,
-                )  # fmt: skip
-
-    def finetune(self, init: str, encoder: torch.nn.Module, normalizer: BandNormalizer, encoder_name: str) -> None:
-        """Encoder + head trained end to end per task, fraction and seed."""
-        images = self.data["train"][self.modality]
-        for task in self.cfg.finetune.tasks or self.cfg.tasks:
-            target, multilabel = TASK_TARGET[task], task == "multi-label"
-            for (fraction, seed), subset in self.subsets.items():
-                model = finetune(
-                    encoder,
-                    normalizer,
-                    self.store.modalities[self.modality],
-                    images[subset],
-                    self.data["train"][target][subset],
-                    multilabel,
+        for task, fraction, seed, subset in self._runs(FEATURE_PROTOCOLS["knn"]):
+            val = {
+                k: task.metrics(
+                    self._knn_logits(task, feats["train"], subset, feats["val"], k), self.data["val"][task.target],
                     self.num_classes,
-                    self.cfg.finetune,
-                    accelerator=self.cfg.accelerator,
-                    seed=seed,
-                )
-                logits = predict(model, self.data["test"][self.modality], self.device)
-                test = classification_metrics(task, logits, self.data["test"][target], self.num_classes)
-                self.add(
-                    init,
-                    "finetune",
-                    task,
-                    fraction,
-                    seed,
-                    test,
-                    encoder=encoder_name,
-                    num_labels=len(subset),
-                    trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
-                )
+                )[task.primary]
+                for k in self.cfg.knn.ks
+            }  # fmt: skip
+            best_k = max(val, key=val.get)
+            logits = self._knn_logits(task, feats["train"], subset, feats["test"], best_k)
+            test = task.metrics(logits, self.data["test"][task.target], self.num_classes)
+            self.add(
+                init, "knn", task.name, fraction, seed, test, encoder=encoder_name, num_labels=len(subset),
+                trainable_params=0, head_params=0, k=best_k,
+            )  # fmt: skip
+
+    def trained(
+        self,
+        init: str,
+        protocol: str,
+        mode: str,
+        pcfg: TrainedProtocolConfig,
+        options: dict,
+        encoder: torch.nn.Module,
+        normalizer: BandNormalizer,
+        encoder_name: str,
+    ) -> None:
+        """Head (and the protocol's share of the encoder) trained per task, fraction and seed."""
+        images, modality = self.data["train"][self.modality], self.store.modalities[self.modality]
+        for task, fraction, seed, subset in self._runs(tasks=pcfg.tasks or self.cfg.tasks):
+            result = train_task_model(
+                encoder, normalizer, modality, task, self.num_classes,
+                (images[subset], self.data["train"][task.target][subset]),
+                (self.data["val"][self.modality], self.data["val"][task.target]),
+                pcfg, mode, accelerator=self.cfg.accelerator, seed=seed, adapter_options=options,
+            )  # fmt: skip
+            outputs = predict(result.model, self.data["test"][self.modality], self.device)
+            test = task.metrics(outputs, self.data["test"][task.target], self.num_classes)
+            self.add(
+                init, protocol, task.name, fraction, seed, test, encoder=encoder_name, num_labels=len(subset),
+                trainable_params=result.trainable_encoder_params, head_params=result.head_params,
+                steps=result.steps, best_step=result.best_step,
+            )  # fmt: skip
+            for point in result.history:
+                self.curves.append(
+                    {"init": init, "protocol": protocol, "task": task.name, "fraction": fraction, "seed": seed,
+                     "metric": task.primary, **point}
+                )  # fmt: skip
+            if task.dense and seed == self.cfg.seeds[0] and fraction == max(self.cfg.fractions):
+                self.save_predictions(task, f"{protocol}-{init}", outputs)
+
+    def save_predictions(self, task: Task, name: str, outputs: torch.Tensor) -> None:
+        """Maps of ``prediction_maps`` test samples from distinct locations (and, once, their inputs and
+        truth) for the report."""
+        if self.cfg.prediction_maps == 0:
+            return
+        test = self.splits["test"]
+        locations = self.store.table["location_id"].to_numpy()[test] if "location_id" in self.store.table else test
+        picks = torch.from_numpy(np.sort(np.unique(locations, return_index=True)[1])[: self.cfg.prediction_maps])
+        folder = self.out / "predictions"
+        folder.mkdir(parents=True, exist_ok=True)
+        inputs = {
+            "images": self.data["test"][self.modality][picks], "truth": self.data["test"][task.target][picks],
+            "bands": list(self.store.modalities[self.modality].bands), "class_names": list(self.store.class_names),
+        }  # fmt: skip
+        cached(folder / f"{task.name}-inputs.pt", lambda: inputs)
+        cached(folder / f"{task.name}-{name}.pt", lambda: outputs[picks].argmax(1).to(torch.uint8))
 
     def results(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=RESULT_COLUMNS)
 
+    def flush(self) -> None:
+        _write_csv_atomic(self.results(), self.out / "results.csv")
+        _write_csv_atomic(pd.DataFrame(self.curves, columns=CURVE_COLUMNS), self.out / "curves.csv")
+
 
 def run_evaluate(cfg: EvaluateConfig, log: Callable[[str], None] = print) -> pd.DataFrame:
-    """Run the whole grid; write ``results.csv``, ``report.md``, ``label_efficiency.png`` into ``cfg.out``."""
-    unknown = set(cfg.inits) - {"checkpoint", "random", "image-stats"}
-    if unknown:
-        raise ConfigError(f"'inits': unknown {sorted(unknown)} (known: checkpoint, random, image-stats)")
+    """Run the whole grid; write ``results.csv``, ``curves.csv``, ``label_subsets.json``, the report and
+    its plots into ``cfg.out``."""
+    _check_plan(cfg, cfg.encoder.name)
     quiet_lightning()
     grid = _Grid(cfg)
     grid.out.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, grid.out / "config.yaml")
+    grid.save_subsets()
     train_images = grid.data["train"][grid.modality]
     encoders = _Encoders(cfg, grid.store.stats[grid.modality], grid.modality, train_images, grid.device)
+    _check_plan(cfg, encoders.encoder_name)
     ckpt_tag = f"{cfg.checkpoint}:{Path(cfg.checkpoint).stat().st_mtime_ns}" if encoders.pretrained else ""
-    for init in encoders.names():
-        started = time.perf_counter()
+    trained = _trained_protocols(cfg)
+    for init in cfg.inits:
+        label, started = encoders.label(init), time.perf_counter()
         if init == "image-stats":
             feats = grid.features("image-stats", image_statistics)
             if cfg.linear.enabled:
-                grid.linear_probe(init, feats, "image-stats")
+                grid.linear_probe(label, feats, "image-stats")
             if cfg.knn.enabled:
-                grid.knn_probe(init, feats, "image-stats")
+                grid.knn_probe(label, feats, "image-stats")
         else:
             encoder, normalizer = encoders.build(init)
-            feats = grid.features(
-                f"{init}:{ckpt_tag}", lambda x, e=encoder, n=normalizer: encode(e, n, grid.modality, x, grid.device)
-            )
-            if cfg.linear.enabled:
-                grid.linear_probe(init, feats, encoders.encoder_name)
-            if cfg.knn.enabled:
-                grid.knn_probe(init, feats, encoders.encoder_name)
-            if cfg.finetune.enabled:
-                grid.finetune(init, encoder, normalizer, encoders.encoder_name)
-        log(f"  {init:<12} evaluated in {time.perf_counter() - started:.0f}s")
-        _write_csv_atomic(grid.results(), grid.out / "results.csv")
+            if cfg.linear.enabled or cfg.knn.enabled:
+                tag = {"checkpoint": ckpt_tag, "external": str(cfg.external and cfg.external.weights_file)}.get(
+                    init, ""
+                )
+                feats = grid.features(
+                    f"{label}:{tag}", lambda x, e=encoder, n=normalizer: encode(e, n, grid.modality, x, grid.device)
+                )
+                if cfg.linear.enabled:
+                    grid.linear_probe(label, feats, encoders.encoder_name)
+                if cfg.knn.enabled:
+                    grid.knn_probe(label, feats, encoders.encoder_name)
+            for protocol, mode, pcfg, options in trained:
+                protocol_started = time.perf_counter()
+                grid.trained(label, protocol, mode, pcfg, options, encoder, normalizer, encoders.encoder_name)
+                log(f"  {label:<12} {protocol:<16} {time.perf_counter() - protocol_started:.0f}s")
+                grid.flush()
+        log(f"  {label:<12} evaluated in {time.perf_counter() - started:.0f}s")
+        grid.flush()
     results = grid.results()
     write_report(results, grid.out, cfg)
     return results

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 import timm
@@ -28,6 +29,7 @@ def build_encoder(
     img_size: int | None = None,
     patch_size: int | None = None,
     dynamic_img_size: bool = False,
+    weights_file: str | Path | None = None,
 ) -> nn.Module:
     """A timm model with ``in_chans`` input bands that returns pooled features ``[B, num_features]``.
 
@@ -43,9 +45,21 @@ def build_encoder(
     ``patch_size`` pixels square: 4 on 32-px samples gives 64 tokens) size the positional embedding;
     features are the mean of the patch tokens. ``dynamic_img_size`` lets one ViT take several input
     sizes (multi-crop).
+
+    ``weights_file`` (a local safetensors or ``.pth`` state dict of the same timm architecture, e.g.
+    ImageNet weights) initialises the encoder through timm's own pretrained loader, offline: it
+    repeats the RGB input-conv weights over ``in_chans`` bands (scaled by 3/in_chans), resamples a
+    ViT's patch and position embeddings to ``patch_size``/``img_size``, and the load is strict once
+    the classifier is dropped, so a file of another architecture fails instead of loading partly.
+    ViTs then keep the file's final ``norm`` (on the tokens, before the average pool).
     """
     if name not in timm.list_models():
         raise EncoderError(f"unknown encoder '{name}': not a timm model name (e.g. resnet18, vit_small_patch16_224)")
+    pretrained: dict = {}
+    if weights_file is not None:
+        if stem == "small":
+            raise EncoderError(f"stem 'small' replaces conv1, so the weights of '{weights_file}' would be lost")
+        pretrained = _pretrained_kwargs(name, Path(weights_file))
     if is_vision_transformer(name):
         if output_stride not in (None, 32) or stem != "imagenet":
             raise EncoderError(f"encoder '{name}' is a ViT: set patch_size, not output_stride or stem")
@@ -54,17 +68,19 @@ def build_encoder(
             kwargs["patch_size"] = patch_size
         if img_size is not None and patch_size is not None and img_size % patch_size:
             raise EncoderError(f"encoder '{name}': img_size {img_size} is not a multiple of patch_size {patch_size}")
-        model = timm.create_model(name, in_chans=in_chans, num_classes=0, pretrained=False, **kwargs)
+        if pretrained and "fc_norm.weight" not in pretrained["pretrained_cfg_overlay"]["state_dict"]:
+            kwargs["fc_norm"] = False  # keep the file's token norm instead of a fresh norm after pooling
+        model = _create(name, in_chans, pretrained, **kwargs)
     else:
         if patch_size is not None:
             raise EncoderError(f"encoder '{name}' is not a ViT: patch_size does not apply (use stem/output_stride)")
         try:
             stride = {"output_stride": output_stride or 16} if output_stride != 32 else {}
-            model = timm.create_model(name, in_chans=in_chans, num_classes=0, pretrained=False, **stride)
+            model = _create(name, in_chans, pretrained, **stride)
         except TypeError as exc:
             if output_stride is not None:
                 raise EncoderError(f"encoder '{name}' does not accept output_stride={output_stride}: {exc}") from None
-            model = timm.create_model(name, in_chans=in_chans, num_classes=0, pretrained=False)
+            model = _create(name, in_chans, pretrained)
     if stem != "imagenet":
         if not (hasattr(model, "conv1") and hasattr(model, "maxpool")):
             raise EncoderError(f"stem '{stem}' needs a ResNet-style model with conv1 and maxpool; '{name}' has not")
@@ -73,6 +89,36 @@ def build_encoder(
             width = model.conv1.out_channels
             model.conv1 = nn.Conv2d(in_chans, width, kernel_size=3, stride=1, padding=1, bias=False)
     model.eossl_in_chans = in_chans
+    return model
+
+
+def _pretrained_kwargs(name: str, path: Path) -> dict:
+    """timm ``create_model`` arguments that load ``path`` (read by timm's own reader) without its classifier."""
+    if not path.is_file():
+        raise EncoderError(f"weights file '{path}' does not exist")
+    try:
+        state = timm.models.load_state_dict(str(path))
+    except Exception as exc:
+        raise EncoderError(f"cannot read weights file '{path}': {exc}") from exc
+    classifier = timm.models.get_pretrained_cfg_value(name, "classifier") or ()
+    for layer in (classifier,) if isinstance(classifier, str) else classifier:
+        state.pop(f"{layer}.weight", None)
+        state.pop(f"{layer}.bias", None)
+    # num_classes=0 on both sides keeps timm's load strict (it relaxes it when it drops a classifier itself)
+    overlay = {"state_dict": state, "num_classes": 0, "custom_load": False, "file": str(path)}
+    return {"pretrained": True, "pretrained_cfg_overlay": overlay}
+
+
+def _create(name: str, in_chans: int, pretrained: dict, **kwargs) -> nn.Module:
+    """``timm.create_model`` without a classifier, loading the weights file described by ``pretrained``."""
+    if not pretrained:
+        return timm.create_model(name, in_chans=in_chans, num_classes=0, pretrained=False, **kwargs)
+    path = pretrained["pretrained_cfg_overlay"]["file"]
+    try:
+        model = timm.create_model(name, in_chans=in_chans, num_classes=0, **pretrained, **kwargs)
+    except RuntimeError as exc:  # missing/unexpected keys or shape mismatches from the strict load
+        raise EncoderError(f"weights file '{path}' does not fit encoder '{name}': {str(exc)[:800]}") from None
+    model.pretrained_cfg = model.default_cfg = {**model.pretrained_cfg, "state_dict": None}  # free the copy
     return model
 
 
@@ -86,6 +132,7 @@ def encoder_from_config(config: dict, in_chans: int, dynamic_img_size: bool = Fa
         config.get("img_size"),
         config.get("patch_size"),
         dynamic_img_size,
+        weights_file=config.get("weights_file"),
     )
 
 

@@ -1,0 +1,135 @@
+"""``run_evaluate`` end to end on a tiny store: every task, every protocol, the saved artefacts."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from eossl.config import EvaluateConfig, validate_config
+from eossl.data.modality import Modality
+from eossl.evaluation.finetune import train_task_model
+from eossl.evaluation.runner import RESULT_COLUMNS, SCHEMA_VERSION, run_evaluate
+from eossl.evaluation.tasks import TASKS
+
+TINY_TRAINING = {"min_steps": 3, "max_steps": 3, "batch_size": 16, "validations": 3, "patience": 0}
+
+
+def _config(store, out, **extra) -> EvaluateConfig:
+    raw = {
+        "out": str(out),
+        "data": {"store": str(store)},
+        "inits": ["random", "image-stats"],
+        "tasks": ["single-label", "multi-label", "segmentation", "regression"],
+        "fractions": [0.25, 1.0],
+        "seeds": [0, 1],
+        "linear": {"weight_decays": [1e-2], "max_iter": 30},
+        "knn": {"ks": [5]},
+        "frozen": {"enabled": True, **TINY_TRAINING},
+        "finetune": {"tasks": ["single-label", "segmentation"], **TINY_TRAINING},
+        "adapter": {"enabled": True, "modes": ["spectral", "first-layers"], "tasks": ["regression"], **TINY_TRAINING},
+        "prediction_maps": 2,
+        **extra,
+    }
+    return validate_config(EvaluateConfig, raw)
+
+
+@pytest.mark.slow
+def test_every_task_and_protocol_on_the_same_subsets(small_store, tmp_path):
+    cfg = _config(small_store, tmp_path / "ev")
+    results = run_evaluate(cfg, log=lambda _: None)
+    out = tmp_path / "ev"
+    saved = pd.read_csv(out / "results.csv")
+    assert list(saved.columns) == RESULT_COLUMNS and set(saved.schema_version) == {SCHEMA_VERSION}
+    assert len(saved) == len(results)
+    protocols = saved.groupby("task").protocol.unique().map(set).to_dict()
+    assert protocols["single-label"] == {"linear", "knn", "frozen", "finetune"}
+    assert protocols["multi-label"] == {"linear", "knn", "frozen"}
+    assert protocols["segmentation"] == {"frozen", "finetune"}  # dense: trained protocols only
+    assert protocols["regression"] == {"linear", "frozen", "adapter-spectral", "adapter-first-1"}
+    assert set(saved[saved.protocol.isin(["frozen", "finetune", "adapter-spectral"])].init) == {"random"}
+    # primary metrics exist for every task and are in range
+    for name, task in TASKS.items():
+        values = saved[(saved.task == name) & (saved.metric == task.primary)].value
+        assert len(values) > 0 and values.notna().all()
+    assert saved[saved.metric.isin(["accuracy", "mAP", "mIoU"])].value.between(0, 1).all()
+    # trainable encoder parameters: 0 when frozen, everything when fine-tuned, a few hundred for the adapter
+    params = saved.groupby("protocol").trainable_params.max()
+    assert params["linear"] == params["knn"] == params["frozen"] == 0
+    assert params["finetune"] > 1e6 and 0 < params["adapter-spectral"] < 1000
+    assert 0 < params["adapter-first-1"] < params["finetune"]
+    # label subsets: saved, nested across fractions, every class held (class and class-presence strata)
+    subsets = json.loads((out / "label_subsets.json").read_text())["subsets"]
+    assert set(subsets) == {"label", "multilabel"}
+    table = pd.read_csv(small_store / "metadata.csv")
+    for stratum, by_fraction in subsets.items():
+        for seed in ("0", "1"):
+            small, full = set(by_fraction["0.25"][seed]), set(by_fraction["1"][seed])
+            assert small < full
+            if stratum == "label":
+                assert set(table.label.iloc[sorted(small)]) == set(table.label.iloc[sorted(full)])
+    num_labels = saved[(saved.fraction == 0.25) & (saved.task == "segmentation")].num_labels.unique()
+    assert list(num_labels) == [len(subsets["multilabel"]["0.25"]["0"])]
+    # learning curves of the trained protocols
+    curves = pd.read_csv(out / "curves.csv")
+    assert set(curves.protocol) == {"frozen", "finetune", "adapter-spectral", "adapter-first-1"}
+    assert (curves.groupby(["protocol", "task", "fraction", "seed"]).size() == 3).all()
+    # report: markdown, self-contained HTML, plots including segmentation prediction maps
+    report = (out / "report.md").read_text()
+    assert "## Overview at 25% labels" in report and "| finetune (11.2M) | random |" in report
+    assert "## segmentation: mIoU" in report and "prediction_maps_segmentation.png" in report
+    for figure in ("label_efficiency.png", "convergence.png", "prediction_maps_segmentation.png"):
+        assert (out / figure).stat().st_size > 1000
+    html = (out / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 3 and "<table>" in html
+    # cached features equal recomputed ones
+    from eossl.evaluation.features import encode
+    from eossl.evaluation.runner import _Encoders, _Grid
+
+    grid = _Grid(cfg)
+    encoders = _Encoders(cfg, grid.store.stats["s2"], "s2", grid.data["train"]["s2"], torch.device("cpu"))
+    encoder, normalizer = encoders.build("random")
+    fresh = encode(encoder, normalizer, "s2", grid.data["val"]["s2"], torch.device("cpu"))
+    cached = [p for p in (out / "features").iterdir() if p.name.startswith("random-val-")]
+    assert len(cached) == 1 and torch.allclose(torch.load(cached[0]), fresh, atol=1e-5)
+
+
+def test_plan_errors_before_any_work(small_store, tmp_path):
+    from eossl.config import ConfigError
+
+    with pytest.raises(ConfigError, match="task 'segmentation' is dense"):
+        run_evaluate(_config(small_store, tmp_path / "a", frozen={"enabled": False}, finetune={"enabled": False},
+                             adapter={"enabled": False}))  # fmt: skip
+    with pytest.raises(ConfigError, match=r"needs attention blocks.*resnet18"):
+        run_evaluate(_config(small_store, tmp_path / "b", adapter={"enabled": True, "modes": ["lora"]}))
+    with pytest.raises(ConfigError, match=r"external\.weights_file"):
+        run_evaluate(_config(small_store, tmp_path / "c", inits=["external"]))
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_early_stopping_restores_the_best_round():
+    torch.manual_seed(0)
+    modality = Modality(name="s2", kind="optical", bands=("a", "b"), dtype="float32", gsd_m=(10.0, 10.0))
+    from eossl.data.normalize import BandNormalizer
+    from eossl.models.encoders import build_encoder
+
+    encoder = build_encoder("resnet18", 2)
+    stats = {"mean": [0.0, 0.0], "std": [1.0, 1.0]}
+    normalizer = BandNormalizer({"s2": stats}, ["s2"])
+    x, y = torch.randn(32, 2, 16, 16), torch.randint(0, 3, (32,))
+    cfg = validate_config(
+        EvaluateConfig,
+        {
+            "data": {"store": "x"},
+            "frozen": {"min_steps": 40, "max_steps": 40, "batch_size": 8, "validations": 20, "patience": 2, "lr": 1e-9},
+        },
+    ).frozen
+    result = train_task_model(encoder, normalizer, modality, TASKS["single-label"], 3, (x, y), (x, y), cfg, "frozen")
+    # lr ~ 0: the validation metric cannot improve after the first round, so training stops after
+    # 1 + patience rounds of 2 steps each, long before 40 steps, and the first round's weights are kept
+    assert result.steps == 6 and len(result.history) == 3 and result.best_step == 2
+    assert result.trainable_encoder_params == 0 and result.head_params == 512 * 3 + 3
+    assert np.allclose([h["value"] for h in result.history], result.history[0]["value"])
