@@ -132,6 +132,7 @@ class TrainedProtocolConfig(_Strict):
 
     enabled: bool = True
     tasks: list[TaskName] | None = None  # None: every task in the evaluation's `tasks`
+    fractions: list[float] | None = None  # None: every fraction in the evaluation's `fractions`
     epochs: int = Field(30, ge=1)
     min_steps: int = Field(30, ge=1)
     max_steps: int = Field(300, ge=1)

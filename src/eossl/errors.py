@@ -5,6 +5,7 @@ from __future__ import annotations
 from eossl.config import ConfigError
 from eossl.data.splits import LabelFractionError
 from eossl.data.store import StoreError
+from eossl.evaluation.results import ResultsError
 from eossl.models.encoders import EncoderError
 
 
@@ -20,4 +21,5 @@ USER_ERRORS = (
     FileNotFoundError,
     KeyError,
     EmbeddingCollapseError,
+    ResultsError,
 )

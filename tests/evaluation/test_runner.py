@@ -12,7 +12,8 @@ import torch
 from eossl.config import EvaluateConfig, validate_config
 from eossl.data.modality import Modality
 from eossl.evaluation.finetune import train_task_model
-from eossl.evaluation.runner import RESULT_COLUMNS, SCHEMA_VERSION, run_evaluate
+from eossl.evaluation.results import RESULT_COLUMNS, SCHEMA_VERSION
+from eossl.evaluation.runner import run_evaluate
 from eossl.evaluation.tasks import TASKS
 
 TINY_TRAINING = {"min_steps": 3, "max_steps": 3, "batch_size": 16, "validations": 3, "patience": 0}
@@ -133,3 +134,23 @@ def test_early_stopping_restores_the_best_round():
     assert result.steps == 6 and len(result.history) == 3 and result.best_step == 2
     assert result.trainable_encoder_params == 0 and result.head_params == 512 * 3 + 3
     assert np.allclose([h["value"] for h in result.history], result.history[0]["value"])
+
+
+def test_external_weights_are_one_more_init(small_store, tmp_path):
+    """An ImageNet-style timm weights file (3 bands, 1000 classes) becomes an init of the same architecture."""
+    import timm
+    from safetensors.torch import save_file
+
+    weights = tmp_path / "resnet18_imagenet_style.safetensors"
+    save_file(timm.create_model("resnet18", num_classes=1000, pretrained=False).state_dict(), str(weights))
+    cfg = _config(
+        small_store, tmp_path / "ev", inits=["external", "random"], tasks=["single-label"], fractions=[1.0],
+        seeds=[0], external={"weights_file": str(weights), "label": "imagenet"},
+        frozen={"enabled": False}, adapter={"enabled": False}, finetune={"enabled": False},
+    )  # fmt: skip
+    results = run_evaluate(cfg, log=lambda _: None)
+    assert set(results.init) == {"imagenet", "random"}
+    imagenet = results[(results.init == "imagenet") & (results.protocol == "linear") & (results.metric == "accuracy")]
+    random = results[(results.init == "random") & (results.protocol == "linear") & (results.metric == "accuracy")]
+    assert imagenet.value.iloc[0] != random.value.iloc[0]  # different weights, different features
+    assert "| linear | imagenet vs random |" not in (tmp_path / "ev" / "report.md").read_text()  # both baselines

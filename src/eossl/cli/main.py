@@ -15,6 +15,8 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Build or inspect a sample store.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+report_app = typer.Typer(help="Render or merge evaluation reports.", no_args_is_help=True)
+app.add_typer(report_app, name="report")
 
 
 def _fail(message: str) -> None:
@@ -104,7 +106,8 @@ def methods() -> None:
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def evaluate(ctx: typer.Context, config: Annotated[Path, typer.Argument(help="YAML config")]) -> None:
-    """Linear probe / fine-tuning x label fractions x seeds -> results.csv, report.md, plot."""
+    """Inits x protocols (knn, linear, frozen, finetune, adapters) x tasks x label fractions x seeds ->
+    results.csv, curves.csv, report.md/.html with plots."""
     from eossl.config import EvaluateConfig, load_config
     from eossl.evaluation.runner import run_evaluate
 
@@ -114,6 +117,43 @@ def evaluate(ctx: typer.Context, config: Annotated[Path, typer.Argument(help="YA
         typer.echo(f"report: {Path(cfg.out) / 'report.md'}")
 
     _guarded(run)
+
+
+@report_app.command("render")
+def report_render(run: Annotated[Path, typer.Argument(help="folder written by 'eossl evaluate'")]) -> None:
+    """Re-render report.md, report.html, summary and plots of a run from its results.csv."""
+    import yaml
+
+    from eossl.evaluation.report import write_report
+    from eossl.evaluation.results import load_results
+
+    def run_():
+        config_path = run / "config.yaml"
+        config = yaml.safe_load(config_path.read_text()) if config_path.exists() else None
+        typer.echo(f"report: {write_report(load_results(run), run, config)}")
+
+    _guarded(run_)
+
+
+@report_app.command("compare")
+def report_compare(
+    runs: Annotated[list[Path], typer.Argument(help="two or more folders written by 'eossl evaluate'")],
+    out: Path = typer.Option(Path("runs/compare"), help="folder for the merged results and report"),
+) -> None:
+    """Merge several runs into one results.csv and one report (an init present in several runs is
+    suffixed with its run's name)."""
+    from eossl.evaluation.report import write_report
+    from eossl.evaluation.results import merge_runs, write_csv_atomic
+
+    def run_():
+        results, curves = merge_runs(runs)
+        out.mkdir(parents=True, exist_ok=True)
+        write_csv_atomic(results, out / "results.csv")
+        write_csv_atomic(curves, out / "curves.csv")
+        config = {"compared_runs": [str(r) for r in runs]}
+        typer.echo(f"report: {write_report(results, out, config)}")
+
+    _guarded(run_)
 
 
 @app.command()

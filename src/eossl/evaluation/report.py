@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from eossl.evaluation.html import write_html
 from eossl.evaluation.plots import plot_convergence, plot_label_efficiency, plot_prediction_maps
+from eossl.evaluation.results import write_csv_atomic
 from eossl.evaluation.statistics import labels_saved, mean_interval, paired_comparison
 from eossl.evaluation.tasks import PRIMARY_METRIC, TASKS
 
@@ -180,9 +181,17 @@ def labels_saved_table(summary: pd.DataFrame, baselines: tuple[str, ...] = BASEL
                 continue
             needed = labels_saved(curve.fraction.to_numpy(), curve["mean"].to_numpy(), ref[1])
             rows.append({"task": task, "metric": metric, "init": init, "protocol": protocol, "reference": ref[0],
-                         "reference_value": ref[1], "fraction_needed": needed})  # fmt: skip
+                         "reference_value": ref[1], "fraction_needed": needed,
+                         "at_smallest": needed is not None and needed == curve.fraction.min()})  # fmt: skip
     return pd.DataFrame(rows, columns=["task", "metric", "init", "protocol", "reference", "reference_value",
-                                       "fraction_needed"])  # fmt: skip
+                                       "fraction_needed", "at_smallest"])  # fmt: skip
+
+
+def _needed(row) -> str:
+    """'23.7%', or '≤ 1%' when the smallest measured fraction already reaches the reference."""
+    if pd.isna(row.fraction_needed):
+        return "not reached"
+    return f"≤ {_pct(row.fraction_needed)}" if row.at_smallest else _pct(row.fraction_needed)
 
 
 def _headlines(saved: pd.DataFrame) -> list[str]:
@@ -195,10 +204,10 @@ def _headlines(saved: pd.DataFrame) -> list[str]:
                          f"({r.metric} {r.reference_value:.3f}) with fewer labels.")  # fmt: skip
             continue
         r = reached.sort_values("fraction_needed").iloc[0]
+        saved = f"{'≥ ' if r.at_smallest else ''}{_pct(1 - r.fraction_needed)} saved"
         lines.append(
             f"- **{task}**: {r.init} ({r.protocol}) reaches the {r.metric} of {r.reference} trained on 100% of the "
-            f"labels ({r.reference_value:.3f}) with **{_pct(r.fraction_needed)} of the labels** "
-            f"({_pct(1 - r.fraction_needed)} saved)."
+            f"labels ({r.reference_value:.3f}) with **{_needed(r)} of the labels** ({saved})."
         )
     return lines
 
@@ -251,7 +260,7 @@ def render_markdown(results: pd.DataFrame, config: BaseModel | dict | None = Non
             "|---|---|---|---|---:|",
         ]
         parts += [f"| {r.task} | {r.init} | {r.protocol} | {r.reference}: {r.reference_value:.3f} | "
-                  f"{'not reached' if pd.isna(r.fraction_needed) else _pct(r.fraction_needed)} |"
+                  f"{_needed(r)} |"
                   for r in saved.itertuples()]  # fmt: skip
         parts.append("")
     for figure in figures:
@@ -281,9 +290,7 @@ def write_report(results: pd.DataFrame, out: Path, config: BaseModel | dict | No
     if cfg.get("external"):
         baselines = (*baselines, cfg["external"]["label"])
     for name, frame in (("summary.csv", summary), ("comparisons.csv", comparisons(results, baselines))):
-        tmp = out / f".{name}.tmp"
-        frame.to_csv(tmp, index=False)
-        tmp.replace(out / name)
+        write_csv_atomic(frame, out / name)
     path = out / "report.md"
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(render_markdown(results, config, figures, cfg.get("headline_fraction"), baselines))

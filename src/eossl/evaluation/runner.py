@@ -35,40 +35,14 @@ from eossl.evaluation.finetune import predict, train_task_model
 from eossl.evaluation.knn import knn_scores
 from eossl.evaluation.linear_probe import fit_linear
 from eossl.evaluation.report import write_report
+from eossl.evaluation.results import CURVE_COLUMNS, RESULT_COLUMNS, SCHEMA_VERSION, write_csv_atomic
 from eossl.evaluation.tasks import TASKS, Task
 from eossl.methods.pretrain import PretrainedEncoder, load_pretrained_encoder
 from eossl.models.encoders import encoder_from_config, is_vision_transformer
 from eossl.training import default_device, quiet_lightning
 
-SCHEMA_VERSION = 2  # of results.csv; docs/results-schema.md says what each version holds
-RESULT_COLUMNS = [
-    "init",
-    "protocol",
-    "task",
-    "fraction",
-    "seed",
-    "metric",
-    "value",
-    "encoder",
-    "modality",
-    "num_labels",
-    "trainable_params",
-    "head_params",
-    "steps",
-    "best_step",
-    "weight_decay",
-    "k",
-    "schema_version",
-]
-CURVE_COLUMNS = ["init", "protocol", "task", "fraction", "seed", "step", "epoch", "metric", "value"]
 FEATURE_PROTOCOLS = {"linear": ("classification", "multilabel", "regression"), "knn": ("classification", "multilabel")}
 KNOWN_INITS = ("checkpoint", "random", "external", "image-stats")
-
-
-def _write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_csv(tmp, index=False)
-    tmp.replace(path)
 
 
 def _write_json_atomic(value: object, path: Path) -> None:
@@ -143,9 +117,13 @@ def _check_plan(cfg: EvaluateConfig, encoder_name: str) -> None:
         raise ConfigError(f"'inits': unknown {sorted(unknown)} (known: {', '.join(KNOWN_INITS)})")
     trained = _trained_protocols(cfg)
     for name, _, protocol, _ in trained:
+        section = name.split("-")[0]
         extra = set(protocol.tasks or []) - set(cfg.tasks)
         if extra:
-            raise ConfigError(f"'{name.split('-')[0]}.tasks' lists {sorted(extra)}, which are not in 'tasks'")
+            raise ConfigError(f"'{section}.tasks' lists {sorted(extra)}, which are not in 'tasks'")
+        extra = set(protocol.fractions or []) - set(cfg.fractions)
+        if extra:
+            raise ConfigError(f"'{section}.fractions' lists {sorted(extra)}, which are not in 'fractions'")
     if cfg.adapter.enabled and "lora" in cfg.adapter.modes and not is_vision_transformer(encoder_name):
         raise ConfigError(
             f"'adapter.modes' has 'lora', which needs attention blocks, but encoder '{encoder_name}' is not a ViT "
@@ -228,10 +206,10 @@ class _Grid:
                 }
             )  # fmt: skip
 
-    def _runs(self, kinds: tuple[str, ...] | None = None, tasks: list[str] | None = None):
+    def _runs(self, kinds: tuple[str, ...] | None = None, tasks: list[str] | None = None, fractions=None):
         for task in self.tasks:
             if (kinds is None or task.kind in kinds) and (tasks is None or task.name in tasks):
-                for fraction in self.cfg.fractions:
+                for fraction in fractions or self.cfg.fractions:
                     for seed in self.cfg.seeds:
                         yield task, fraction, seed, self.subset(task, fraction, seed)
 
@@ -293,7 +271,7 @@ class _Grid:
     ) -> None:
         """Head (and the protocol's share of the encoder) trained per task, fraction and seed."""
         images, modality = self.data["train"][self.modality], self.store.modalities[self.modality]
-        for task, fraction, seed, subset in self._runs(tasks=pcfg.tasks or self.cfg.tasks):
+        for task, fraction, seed, subset in self._runs(tasks=pcfg.tasks or self.cfg.tasks, fractions=pcfg.fractions):
             result = train_task_model(
                 encoder, normalizer, modality, task, self.num_classes,
                 (images[subset], self.data["train"][task.target][subset]),
@@ -312,7 +290,7 @@ class _Grid:
                     {"init": init, "protocol": protocol, "task": task.name, "fraction": fraction, "seed": seed,
                      "metric": task.primary, **point}
                 )  # fmt: skip
-            if task.dense and seed == self.cfg.seeds[0] and fraction == max(self.cfg.fractions):
+            if task.dense and seed == self.cfg.seeds[0] and fraction == max(pcfg.fractions or self.cfg.fractions):
                 self.save_predictions(task, f"{protocol}-{init}", outputs)
 
     def save_predictions(self, task: Task, name: str, outputs: torch.Tensor) -> None:
@@ -336,8 +314,8 @@ class _Grid:
         return pd.DataFrame(self.rows, columns=RESULT_COLUMNS)
 
     def flush(self) -> None:
-        _write_csv_atomic(self.results(), self.out / "results.csv")
-        _write_csv_atomic(pd.DataFrame(self.curves, columns=CURVE_COLUMNS), self.out / "curves.csv")
+        write_csv_atomic(self.results(), self.out / "results.csv")
+        write_csv_atomic(pd.DataFrame(self.curves, columns=CURVE_COLUMNS), self.out / "curves.csv")
 
 
 def run_evaluate(cfg: EvaluateConfig, log: Callable[[str], None] = print) -> pd.DataFrame:
