@@ -96,6 +96,11 @@ def test_report_tables_comparisons_and_labels_saved():
     row = saved[saved.init == "simclr"].iloc[0]
     assert row.reference == "random (finetune)" and row.fraction_needed == pytest.approx(np.sqrt(0.1))
     assert "31.6% of the labels" in render_markdown(pd.DataFrame(curve + scratch))
+    # a probe on random features that beats a short from-scratch fine-tuning becomes the reference
+    probe = _rows({"random": [0.76, 0.76, 0.76]}, 1.0)
+    row = labels_saved_table(summarise(pd.DataFrame(curve + scratch + probe))).query("init == 'simclr'").iloc[0]
+    assert row.reference == "random (linear)" and row.reference_value == pytest.approx(0.76)
+    assert row.fraction_needed == pytest.approx(10 ** (-1 + 0.8))  # 0.76 is 80% of the way from 0.60 to 0.80
 
 
 def test_knn_votes_are_similarity_weighted_by_hand():
