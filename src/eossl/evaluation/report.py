@@ -212,6 +212,22 @@ def _headlines(saved: pd.DataFrame) -> list[str]:
     return lines
 
 
+def _figure(name: str) -> list[str]:
+    title = Path(name).stem.replace("_", " ")
+    return [f"## {title.capitalize()}", "", f"![{title}]({name})", ""]
+
+
+def _comparison_section(comps: pd.DataFrame, task: str) -> list[str]:
+    return [
+        f"### {task}: is A better than B? (paired over seeds, {PRIMARY_METRIC[task]})",
+        "",
+        "Mean difference A − B [95% interval], paired t-test verdict at p < 0.05.",
+        "",
+        comparison_table(comps, task),
+        "",
+    ]
+
+
 def render_markdown(results: pd.DataFrame, config: BaseModel | dict | None = None, figures: list[str] = (),
                     headline_fraction: float | None = None, baselines: tuple[str, ...] = BASELINES) -> str:  # fmt: skip
     summary = summarise(results)
@@ -236,22 +252,17 @@ def render_markdown(results: pd.DataFrame, config: BaseModel | dict | None = Non
     overview = overview_table(summary, results, headline, baselines)
     if overview:
         parts += [f"## Overview at {_pct(headline)} labels", "", overview, ""]
+    for figure in (f for f in figures if not f.startswith("prediction_maps")):
+        parts += _figure(figure)
     comps = comparisons(results, baselines)
     for task in TASKS:
-        for metric in results[results.task == task].metric.unique():
+        metrics = list(results[results.task == task].metric.unique())
+        for metric in sorted(metrics, key=lambda m: m != PRIMARY_METRIC[task]):  # primary metric first
             text = table(summary, task, metric, interval=metric == PRIMARY_METRIC[task], baselines=baselines)
             if text:
                 parts += [f"## {task}: {metric}", "", text, ""]
-        text = comparison_table(comps, task)
-        if text:
-            parts += [
-                f"### {task}: is A better than B? (paired over seeds, {PRIMARY_METRIC[task]})",
-                "",
-                "Mean difference A − B [95% interval], paired t-test verdict at p < 0.05.",
-                "",
-                text,
-                "",
-            ]
+            if metric == PRIMARY_METRIC[task] and not comps.empty and task in set(comps.task):
+                parts += _comparison_section(comps, task)
     if not saved.empty:
         parts += [
             "## Labels needed to match training from scratch on 100%",
@@ -263,9 +274,8 @@ def render_markdown(results: pd.DataFrame, config: BaseModel | dict | None = Non
                   f"{_needed(r)} |"
                   for r in saved.itertuples()]  # fmt: skip
         parts.append("")
-    for figure in figures:
-        title = Path(figure).stem.replace("_", " ")
-        parts += [f"## {title.capitalize()}", "", f"![{title}]({figure})", ""]
+    for figure in (f for f in figures if f.startswith("prediction_maps")):
+        parts += _figure(figure)
     if config is not None:
         dumped = config.model_dump(mode="json") if isinstance(config, BaseModel) else config
         parts += ["## Configuration", "", "```yaml", yaml.safe_dump(dumped, sort_keys=False).strip(), "```", ""]
