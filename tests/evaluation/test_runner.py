@@ -134,6 +134,11 @@ def test_early_stopping_restores_the_best_round():
     assert result.steps == 6 and len(result.history) == 3 and result.best_step == 2
     assert result.trainable_encoder_params == 0 and result.head_params == 512 * 3 + 3
     assert np.allclose([h["value"] for h in result.history], result.history[0]["value"])
+    # the frozen protocol keeps the encoder's weights and BatchNorm statistics; the source is untouched
+    trained = result.model.encoder
+    assert torch.equal(trained.bn1.running_mean, encoder.bn1.running_mean)
+    assert torch.equal(trained.layer1[0].conv1.weight, encoder.layer1[0].conv1.weight)
+    assert all(p.requires_grad for p in encoder.parameters())
 
 
 def test_external_weights_are_one_more_init(small_store, tmp_path):
@@ -154,3 +159,17 @@ def test_external_weights_are_one_more_init(small_store, tmp_path):
     random = results[(results.init == "random") & (results.protocol == "linear") & (results.metric == "accuracy")]
     assert imagenet.value.iloc[0] != random.value.iloc[0]  # different weights, different features
     assert "| linear | imagenet vs random |" not in (tmp_path / "ev" / "report.md").read_text()  # both baselines
+
+
+def test_lora_and_first_layers_on_a_vit(small_store, tmp_path):
+    cfg = _config(
+        small_store, tmp_path / "ev", inits=["random"], tasks=["single-label", "segmentation"], fractions=[1.0],
+        seeds=[0], encoder={"name": "vit_tiny_patch16_224", "patch_size": 8},
+        linear={"enabled": False}, knn={"enabled": False}, frozen={"enabled": False}, finetune={"enabled": False},
+        adapter={"enabled": True, "modes": ["lora", "first-layers"], "first_layers": 2, **TINY_TRAINING},
+    )  # fmt: skip
+    results = run_evaluate(cfg, log=lambda _: None)
+    params = results.groupby("protocol").trainable_params.max()
+    # LoRA rank 8 on 12 qkv projections of width 192: 12 x (192 x 8 + 8 x 576) = 73,728
+    assert params["adapter-lora"] == 73_728
+    assert params["adapter-first-2"] > 0 and set(results.task) == {"single-label", "segmentation"}
