@@ -5,7 +5,7 @@ import torch
 
 from eossl.evaluation.features import image_statistics
 from eossl.evaluation.linear_probe import fit_linear
-from eossl.evaluation.metrics import classification_metrics
+from eossl.evaluation.metrics import multi_label_metrics, single_label_metrics
 from eossl.evaluation.report import render_markdown, summarise
 
 
@@ -25,13 +25,13 @@ def test_linear_probe_separates_separable_data():
 
 def test_metrics_on_hand_computed_examples():
     logits = torch.tensor([[2.0, 0, 0], [0, 2.0, 0], [0, 2.0, 0], [0, 0, 2.0]])
-    m = classification_metrics("single-label", logits, torch.tensor([0, 1, 2, 2]), 3)
+    m = single_label_metrics(logits, torch.tensor([0, 1, 2, 2]), 3)
     assert m["accuracy"] == pytest.approx(0.75)
     # F1 per class: 1, 2/3, 2/3
     assert m["macro_f1"] == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
     targets = torch.tensor([[1, 0], [0, 1], [1, 1]])
     ml_logits = torch.tensor([[5.0, -5], [-5, 5], [5, -5]])
-    m = classification_metrics("multi-label", ml_logits, targets, 2)
+    m = multi_label_metrics(ml_logits, targets, 2)
     assert m["micro_f1"] == pytest.approx(2 * 3 / (2 * 3 + 1))  # tp=3, fn=1, fp=0
     # AP class 0 = 1; class 1 ranks its positives 1st and tied-last with a negative -> (1 + 2/3) / 2
     assert m["mAP"] == pytest.approx((1.0 + (1 + 2 / 3) / 2) / 2)

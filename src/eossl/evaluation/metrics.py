@@ -63,12 +63,3 @@ def regression_metrics(pred: torch.Tensor, targets: torch.Tensor, num_classes: i
         "rmse": float(mean_squared_error(pred, targets, squared=False)),
         "mae": float(mean_absolute_error(pred, targets)),
     }
-
-
-def classification_metrics(
-    task: str, logits: torch.Tensor, targets: torch.Tensor, num_classes: int
-) -> dict[str, float]:
-    """Metrics of ``task`` (a name in :data:`eossl.evaluation.tasks.TASKS`)."""
-    from eossl.evaluation.tasks import task_spec
-
-    return task_spec(task).metrics(logits, targets, num_classes)
