@@ -154,7 +154,10 @@ def comparison_table(comps: pd.DataFrame, task: str) -> str:
                 cells.append("")
                 continue
             r = row.iloc[0]
-            cells.append(f"{r.difference:+.3f} [{r.low:+.3f}, {r.high:+.3f}] {mark[r.verdict]} (p={r.p_value:.2g})")
+            if r.n > 1 and r.low == r.high:  # e.g. 100% labels: one subset, a deterministic probe
+                cells.append(f"{r.difference:+.3f} {mark[r.verdict]} (same on every seed)")
+            else:
+                cells.append(f"{r.difference:+.3f} [{r.low:+.3f}, {r.high:+.3f}] {mark[r.verdict]} (p={r.p_value:.2g})")
         lines.append(f"| {protocol} | {a} vs {b} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
