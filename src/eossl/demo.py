@@ -65,6 +65,19 @@ PRESETS = {
 }
 
 
+def verdict_lines(results: pd.DataFrame, fraction: float = 0.1) -> list[str]:
+    """Paired comparisons of the linear probes at ``fraction`` labels, one readable line each."""
+    comps = comparisons(results)
+    lines = []
+    for r in comps[(comps.protocol == "linear") & (comps.fraction.round(6) == round(fraction, 6))].itertuples():
+        verdict = {"A better": f"{r.a} better", "B better": f"{r.b} better"}.get(r.verdict, r.verdict)
+        lines.append(
+            f"{r.task}, linear probe at {fraction:.0%} labels, {r.a} - {r.b}: {r.difference:+.3f} "
+            f"[{r.low:+.3f}, {r.high:+.3f}] over {r.n} paired seeds -> {verdict} (p={r.p_value:.2g})"
+        )
+    return lines
+
+
 def _store_for(path: Path, spec: SynthSpec, log) -> Path:
     if path.exists():
         try:
@@ -122,11 +135,7 @@ def run_demo(out: Path = Path("runs/demo"), quick: bool = False, log=print) -> p
         if text:
             log(f"\n{task} {metric} (test split, mean ± std over {len(eval_cfg.seeds)} seeds)\n{text}")
     log("")
-    comps = comparisons(results)
-    for r in comps[(comps.protocol == "linear") & (comps.fraction.round(6) == 0.1)].itertuples():
-        log(
-            f"{r.a} vs {r.b}, linear probe, {r.task} at 10% labels: {r.difference:+.3f} "
-            f"[{r.low:+.3f}, {r.high:+.3f}] over {r.n} seeds -> {r.verdict} (paired t-test p={r.p_value:.2g})"
-        )
+    for line in verdict_lines(results):
+        log(line)
     log(f"\nreport: {out / 'evaluate' / 'report.md'} ({time.perf_counter() - started:.0f}s in total)")
     return results

@@ -173,3 +173,30 @@ def test_lora_and_first_layers_on_a_vit(small_store, tmp_path):
     # LoRA rank 8 on 12 qkv projections of width 192: 12 x (192 x 8 + 8 x 576) = 73,728
     assert params["adapter-lora"] == 73_728
     assert params["adapter-first-2"] > 0 and set(results.task) == {"single-label", "segmentation"}
+
+
+@pytest.mark.slow
+def test_lora_on_a_pretrained_vit_checkpoint(small_store, tmp_path):
+    """The checkpoint decides the architecture: LoRA is accepted for an MAE ViT whatever `encoder.name` says."""
+    from eossl.config import PretrainConfig
+    from eossl.methods.pretrain import run_pretrain
+
+    pretrain = validate_config(
+        PretrainConfig,
+        {
+            "out": str(tmp_path / "mae"),
+            "data": {"store": str(small_store), "batch_size": 16},
+            "method": {"name": "mae", "decoder_dim": 32, "decoder_depth": 1, "decoder_heads": 2},
+            "encoder": {"name": "vit_tiny_patch16_224", "patch_size": 8},
+            "trainer": {"max_steps": 1, "progress_bar": False},
+            "health": {"knn_every_n_steps": 0, "knn_bank_size": 64, "knn_query_size": 32},
+        },
+    )
+    checkpoint = run_pretrain(pretrain)
+    cfg = _config(
+        small_store, tmp_path / "ev", checkpoint=str(checkpoint), inits=["checkpoint"], tasks=["single-label"],
+        fractions=[1.0], seeds=[0], linear={"enabled": False}, knn={"enabled": False}, frozen={"enabled": False},
+        finetune={"enabled": False}, adapter={"enabled": True, "modes": ["lora"], **TINY_TRAINING},
+    )  # fmt: skip
+    results = run_evaluate(cfg, log=lambda _: None)
+    assert set(results.init) == {"mae"} and set(results.trainable_params) == {73_728}

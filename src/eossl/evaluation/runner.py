@@ -110,8 +110,9 @@ def _trained_protocols(cfg: EvaluateConfig) -> list[tuple[str, str, TrainedProto
     return protocols
 
 
-def _check_plan(cfg: EvaluateConfig, encoder_name: str) -> None:
-    """Fail before any training on combinations that cannot run."""
+def _check_plan(cfg: EvaluateConfig, encoder_name: str | None) -> None:
+    """Fail before any training on combinations that cannot run (``encoder_name`` None: not known yet,
+    because a checkpoint decides the architecture)."""
     unknown = set(cfg.inits) - set(KNOWN_INITS)
     if unknown:
         raise ConfigError(f"'inits': unknown {sorted(unknown)} (known: {', '.join(KNOWN_INITS)})")
@@ -124,7 +125,8 @@ def _check_plan(cfg: EvaluateConfig, encoder_name: str) -> None:
         extra = set(protocol.fractions or []) - set(cfg.fractions)
         if extra:
             raise ConfigError(f"'{section}.fractions' lists {sorted(extra)}, which are not in 'fractions'")
-    if cfg.adapter.enabled and "lora" in cfg.adapter.modes and not is_vision_transformer(encoder_name):
+    lora = cfg.adapter.enabled and "lora" in cfg.adapter.modes
+    if lora and encoder_name is not None and not is_vision_transformer(encoder_name):
         raise ConfigError(
             f"'adapter.modes' has 'lora', which needs attention blocks, but encoder '{encoder_name}' is not a ViT "
             "(use 'spectral' or 'first-layers')"
@@ -321,7 +323,7 @@ class _Grid:
 def run_evaluate(cfg: EvaluateConfig, log: Callable[[str], None] = print) -> pd.DataFrame:
     """Run the whole grid; write ``results.csv``, ``curves.csv``, ``label_subsets.json``, the report and
     its plots into ``cfg.out``."""
-    _check_plan(cfg, cfg.encoder.name)
+    _check_plan(cfg, None if "checkpoint" in cfg.inits else cfg.encoder.name)
     quiet_lightning()
     grid = _Grid(cfg)
     grid.out.mkdir(parents=True, exist_ok=True)
