@@ -164,13 +164,14 @@ class _Grid:
         train = dm.splits["train"]
         position = {g: i for i, g in enumerate(train)}
         strata = {t.stratify for t in self.tasks}
+        presence = self.store.read("multilabel") if "multilabel" in strata else None
         drawn: dict[tuple[str, float, int], np.ndarray] = {}
         for f in cfg.fractions:
             for s in cfg.seeds:
                 if "label" in strata:
                     drawn["label", f, s] = label_fraction(labels, train, f, s)
-                if "multilabel" in strata:
-                    drawn["multilabel", f, s] = multilabel_fraction(self.store.read("multilabel"), train, f, s)
+                if presence is not None:
+                    drawn["multilabel", f, s] = multilabel_fraction(presence, train, f, s)
         self.sample_ids = {key: idx for key, idx in drawn.items()}
         self.subsets = {key: np.array([position[g] for g in idx]) for key, idx in drawn.items()}
         self.rows: list[dict] = []
