@@ -171,7 +171,16 @@ class AdapterProtocolConfig(TrainedProtocolConfig):
     first_layers: int = Field(1, ge=1)
     lora_rank: int = Field(8, ge=1)
     lora_alpha: float = Field(16.0, gt=0)
+    spectral_hidden: int = Field(16, ge=1)  # channels of the spectral adapter's 1-D convolutions
+    spectral_kernel: int = Field(5, ge=1)  # odd: the band axis keeps its length
     encoder_lr_factor: float = Field(1.0, ge=0)
+
+    @field_validator("spectral_kernel")
+    @classmethod
+    def _odd_kernel(cls, value: int) -> int:
+        if value % 2 == 0:
+            raise ValueError(f"spectral_kernel must be odd so the band axis keeps its length, got {value}")
+        return value
 
     def protocol_name(self, mode: AdapterMode) -> str:
         return f"adapter-first-{self.first_layers}" if mode == "first-layers" else f"adapter-{mode}"
@@ -181,7 +190,7 @@ class AdapterProtocolConfig(TrainedProtocolConfig):
             return {"first_layers": self.first_layers}
         if mode == "lora":
             return {"lora_rank": self.lora_rank, "lora_alpha": self.lora_alpha}
-        return {}
+        return {"spectral_hidden": self.spectral_hidden, "spectral_kernel": self.spectral_kernel}
 
 
 class ExternalInitConfig(_Strict):

@@ -31,7 +31,14 @@ def _config(store, out, **extra) -> EvaluateConfig:
         "knn": {"ks": [5]},
         "frozen": {"enabled": True, **TINY_TRAINING},
         "finetune": {"tasks": ["single-label", "segmentation"], **TINY_TRAINING},
-        "adapter": {"enabled": True, "modes": ["spectral", "first-layers"], "tasks": ["regression"], **TINY_TRAINING},
+        "adapter": {
+            "enabled": True,
+            "modes": ["spectral", "first-layers"],
+            "tasks": ["regression"],
+            "spectral_hidden": 4,
+            "spectral_kernel": 3,
+            **TINY_TRAINING,
+        },
         "prediction_maps": 2,
         **extra,
     }
@@ -60,7 +67,8 @@ def test_every_task_and_protocol_on_the_same_subsets(small_store, tmp_path):
     # trainable encoder parameters: 0 when frozen, everything when fine-tuned, a few hundred for the adapter
     params = saved.groupby("protocol").trainable_params.max()
     assert params["linear"] == params["knn"] == params["frozen"] == 0
-    assert params["finetune"] > 1e6 and 0 < params["adapter-spectral"] < 1000
+    # spectral adapter, 4 channels, kernel 3: (4 x 3 + 4) + (4 x 3 + 1) = 29
+    assert params["finetune"] > 1e6 and params["adapter-spectral"] == 29
     assert 0 < params["adapter-first-1"] < params["finetune"]
     # label subsets: saved, nested across fractions, every class held (class and class-presence strata)
     subsets = json.loads((out / "label_subsets.json").read_text())["subsets"]
@@ -106,6 +114,8 @@ def test_plan_errors_before_any_work(small_store, tmp_path):
                              adapter={"enabled": False}))  # fmt: skip
     with pytest.raises(ConfigError, match=r"needs attention blocks.*resnet18"):
         run_evaluate(_config(small_store, tmp_path / "b", adapter={"enabled": True, "modes": ["lora"]}))
+    with pytest.raises(ConfigError, match="spectral_kernel must be odd"):
+        _config(small_store, tmp_path / "d", adapter={"spectral_kernel": 4})
     with pytest.raises(ConfigError, match=r"external\.weights_file"):
         run_evaluate(_config(small_store, tmp_path / "c", inits=["external"]))
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -112,13 +112,20 @@ def layer_groups(encoder: nn.Module) -> list[list[nn.Parameter]]:
 
 
 def configure_trainable(
-    encoder: nn.Module, mode: str, first_layers: int = 1, lora_rank: int = 8, lora_alpha: float = 16
+    encoder: nn.Module,
+    mode: str,
+    first_layers: int = 1,
+    lora_rank: int = 8,
+    lora_alpha: float = 16,
+    spectral_hidden: int = 16,
+    spectral_kernel: int = 5,
 ) -> nn.Module:
     """The module to train for ``mode`` (possibly wrapping ``encoder``, modified in place), with requires_grad set.
 
     ``frozen``: nothing trains (frozen-encoder protocol). ``full``: everything trains (full fine-tuning).
-    ``spectral``: a new :class:`SpectralAdapter` in front of the frozen encoder trains (spectral-adapter
-    protocol). ``first-layers``: the first ``first_layers`` groups of :func:`layer_groups` train.
+    ``spectral``: a new :class:`SpectralAdapter` (``spectral_hidden`` channels, odd ``spectral_kernel``)
+    in front of the frozen encoder trains (spectral-adapter protocol). ``first-layers``: the first
+    ``first_layers`` groups of :func:`layer_groups` train.
     ``lora``: only the LoRA matrices added by :func:`add_lora` train (ViTs).
     """
     if mode not in MODES:
@@ -131,7 +138,8 @@ def configure_trainable(
                 "spectral adapter needs the encoder's band count (eossl_in_chans): build it with build_encoder"
             )
         reference = next(encoder.parameters())
-        adapter = SpectralAdapter(bands).to(device=reference.device, dtype=reference.dtype)
+        adapter = SpectralAdapter(bands, spectral_hidden, spectral_kernel)
+        adapter = adapter.to(device=reference.device, dtype=reference.dtype)
         return AdaptedEncoder(adapter, encoder)
     if mode == "first-layers":
         groups = layer_groups(encoder)
