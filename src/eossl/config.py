@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from eossl.data.augment import AugmentConfig
+from eossl.io import write_text_atomic
 from eossl.methods.hparams import METHOD_CONFIGS, AnyMethodConfig, SimCLRConfig
 
 
@@ -308,6 +309,4 @@ def load_config(model: type[BaseModel], path: str | Path | None, overrides: list
 
 def dump_config(config: BaseModel, path: Path) -> None:
     """Write the resolved config as YAML, atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-    tmp.replace(path)
+    write_text_atomic(path, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

@@ -11,6 +11,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import ListedColormap
 
+from eossl.io import atomic_path
+
 # ESA WorldCover legend colours, in the order of eossl.data.synth.landcover.CLASS_NAMES.
 WORLDCOVER_COLOURS = (
     "#006400",
@@ -87,8 +89,7 @@ def save_sample_grid(
         fig.legend(handles=handles, loc="lower center", ncol=6, fontsize=7, frameon=False)
         fig.subplots_adjust(bottom=0.06 + 0.25 / len(rows))
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=110, format="png")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    tmp.replace(path)
     return path

@@ -30,6 +30,7 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from eossl.data.modality import Modality
+from eossl.io import write_text_atomic
 
 STORE_FORMAT_VERSION = 1
 METADATA_FILE = "metadata.csv"
@@ -247,6 +248,4 @@ class SampleStore:
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    tmp.replace(path)
+    write_text_atomic(path, json.dumps(payload, indent=2))

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from eossl.data.normalize import BandNormalizer
+from eossl.io import atomic_path
 from eossl.training import bf16_autocast
 
 IMAGE_STAT_PERCENTILES = (0.1, 0.5, 0.9)
@@ -70,13 +71,17 @@ def cache_key(*parts: object) -> str:
     return hashlib.sha1("|".join(map(str, parts)).encode()).hexdigest()[:16]
 
 
+def save_atomic(value: object, path: Path) -> None:
+    """``torch.save`` through a temporary file, creating the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save(value, tmp)
+
+
 def cached(path: Path, compute) -> torch.Tensor:
     """Load a tensor from ``path`` or compute and save it atomically."""
     if path.exists():
         return torch.load(path)
     value = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(value, tmp)
-    tmp.replace(path)
+    save_atomic(value, path)
     return value

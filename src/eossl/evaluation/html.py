@@ -20,6 +20,8 @@ from urllib.parse import unquote, urlsplit
 
 from markdown_it import MarkdownIt
 
+from eossl.io import write_text_atomic
+
 IMAGE_MIME = {
     ".png": "image/png",
     ".svg": "image/svg+xml",
@@ -126,12 +128,7 @@ def write_html(markdown_path: Path, html_path: Path | None = None, title: str = 
     text = render_html(
         markdown_path.read_text(encoding="utf-8"), markdown_path.parent, title, source=str(markdown_path)
     )
-    tmp = html_path.with_name(f".{html_path.name}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(html_path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(html_path, text)
     return html_path
 
 

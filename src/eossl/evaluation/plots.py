@@ -15,6 +15,7 @@ from matplotlib.colors import ListedColormap
 
 from eossl.data.plotting import WORLDCOVER_COLOURS
 from eossl.evaluation.tasks import PRIMARY_METRIC
+from eossl.io import atomic_path
 
 LINE_STYLES = {"linear": "-", "knn": ":", "frozen": "-.", "finetune": "--"}
 ADAPTER_STYLES = ((0, (5, 1, 1, 1, 1, 1)), (0, (1, 1)), (0, (8, 2)))
@@ -30,10 +31,9 @@ def _style(protocol: str, protocols: list[str]) -> str | tuple:
 
 def _save(fig: plt.Figure, path: Path) -> Path:
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=110, format="png")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    tmp.replace(path)
     return path
 
 

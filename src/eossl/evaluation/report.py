@@ -20,6 +20,7 @@ from eossl.evaluation.plots import plot_convergence, plot_label_efficiency, plot
 from eossl.evaluation.results import write_csv_atomic
 from eossl.evaluation.statistics import labels_saved, mean_interval, paired_comparison
 from eossl.evaluation.tasks import PRIMARY_METRIC, TASKS
+from eossl.io import write_text_atomic
 
 BASELINES = ("random", "image-stats", "external")
 PROTOCOL_ORDER = ("knn", "linear", "frozen", "adapter", "finetune")
@@ -305,8 +306,6 @@ def write_report(results: pd.DataFrame, out: Path, config: BaseModel | dict | No
     for name, frame in (("summary.csv", summary), ("comparisons.csv", comparisons(results, baselines))):
         write_csv_atomic(frame, out / name)
     path = out / "report.md"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(render_markdown(results, config, figures, cfg.get("headline_fraction"), baselines))
-    tmp.replace(path)
+    write_text_atomic(path, render_markdown(results, config, figures, cfg.get("headline_fraction"), baselines))
     write_html(path)
     return path

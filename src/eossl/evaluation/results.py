@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from eossl.io import atomic_path
+
 SCHEMA_VERSION = 2
 RESULT_COLUMNS = [
     "init",
@@ -41,9 +43,8 @@ class ResultsError(ValueError):
 
 
 def write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_csv(tmp, index=False)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
 
 
 def load_results(run: Path) -> pd.DataFrame:

@@ -30,25 +30,20 @@ from eossl.config import ConfigError, EvaluateConfig, TrainedProtocolConfig, dum
 from eossl.data.datamodule import EODataModule
 from eossl.data.normalize import BandNormalizer
 from eossl.data.splits import label_fraction, multilabel_fraction
-from eossl.evaluation.features import cache_key, cached, encode, image_statistics, recalibrate_batchnorm
+from eossl.evaluation.features import cache_key, cached, encode, image_statistics, recalibrate_batchnorm, save_atomic
 from eossl.evaluation.finetune import predict, train_task_model
 from eossl.evaluation.knn import knn_scores
 from eossl.evaluation.linear_probe import fit_linear
 from eossl.evaluation.report import write_report
 from eossl.evaluation.results import CURVE_COLUMNS, RESULT_COLUMNS, SCHEMA_VERSION, write_csv_atomic
 from eossl.evaluation.tasks import TASKS, Task
+from eossl.io import write_text_atomic
 from eossl.methods.pretrain import PretrainedEncoder, load_pretrained_encoder
 from eossl.models.encoders import encoder_from_config, is_vision_transformer
 from eossl.training import default_device, quiet_lightning
 
 FEATURE_PROTOCOLS = {"linear": ("classification", "multilabel", "regression"), "knn": ("classification", "multilabel")}
 KNOWN_INITS = ("checkpoint", "random", "external", "image-stats")
-
-
-def _write_json_atomic(value: object, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value))
-    tmp.replace(path)
 
 
 class _Encoders:
@@ -182,7 +177,9 @@ class _Grid:
         saved: dict = {}
         for (stratify, fraction, seed), idx in self.sample_ids.items():
             saved.setdefault(stratify, {}).setdefault(f"{fraction:g}", {})[str(seed)] = idx.tolist()
-        _write_json_atomic({"split_seed": self.cfg.data.split_seed, "subsets": saved}, self.out / "label_subsets.json")
+        write_text_atomic(
+            self.out / "label_subsets.json", json.dumps({"split_seed": self.cfg.data.split_seed, "subsets": saved})
+        )
 
     def subset(self, task: Task, fraction: float, seed: int) -> np.ndarray:
         return self.subsets[task.stratify, fraction, seed]
@@ -305,13 +302,12 @@ class _Grid:
         locations = self.store.table["location_id"].to_numpy()[test] if "location_id" in self.store.table else test
         picks = torch.from_numpy(np.sort(np.unique(locations, return_index=True)[1])[: self.cfg.prediction_maps])
         folder = self.out / "predictions"
-        folder.mkdir(parents=True, exist_ok=True)
         inputs = {
             "images": self.data["test"][self.modality][picks], "truth": self.data["test"][task.target][picks],
             "bands": list(self.store.modalities[self.modality].bands), "class_names": list(self.store.class_names),
         }  # fmt: skip
-        cached(folder / f"{task.name}-inputs.pt", lambda: inputs)
-        cached(folder / f"{task.name}-{name}.pt", lambda: outputs[picks].argmax(1).to(torch.uint8))
+        save_atomic(inputs, folder / f"{task.name}-inputs.pt")  # rewritten: a rerun must not show stale maps
+        save_atomic(outputs[picks].argmax(1).to(torch.uint8), folder / f"{task.name}-{name}.pt")
 
     def results(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=RESULT_COLUMNS)
