@@ -9,6 +9,7 @@ which a pretrained encoder reaches the from-scratch model trained on every label
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -41,8 +42,11 @@ def _protocol_rank(protocol: str) -> int:
 
 
 def _ordered(frame: pd.DataFrame, baselines: tuple[str, ...]) -> pd.DataFrame:
-    key = frame.apply(lambda r: (_protocol_rank(r.protocol), r.protocol, is_baseline(r.init, baselines)), axis=1)
-    return frame.assign(_key=key).sort_values("_key", kind="stable").drop(columns="_key")
+    """Report order: protocols by PROTOCOL_ORDER, pretrained inits before baselines (stable otherwise)."""
+    keys = frame.assign(
+        _rank=frame.protocol.map(_protocol_rank), _base=frame.init.map(lambda i: is_baseline(i, baselines))
+    )
+    return keys.sort_values(["_rank", "protocol", "_base"], kind="stable").drop(columns=["_rank", "_base"])
 
 
 def summarise(results: pd.DataFrame) -> pd.DataFrame:
@@ -65,9 +69,41 @@ def _params(n: float) -> str:
     return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}K" if n >= 1e3 else str(n)
 
 
+LOWER_IS_BETTER = {"rmse", "mae"}
+
+
 def _best(values: pd.Series, metric: str) -> float:
-    lower_better = metric in ("rmse", "mae")
-    return values.min() if lower_better else values.max()
+    return values.min() if metric in LOWER_IS_BETTER else values.max()
+
+
+def _primary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows of each task's primary metric."""
+    return frame[frame.metric == frame.task.map(PRIMARY_METRIC)]
+
+
+def _grid(
+    part: pd.DataFrame,
+    column_key: str,
+    columns: list,
+    header: list[str],
+    cell: Callable[[pd.Series], str],
+    baselines: tuple[str, ...],
+    row_label: Callable[[str, str], str] = lambda protocol, init: protocol,
+    empty: str = "",
+) -> str:
+    """Markdown table of ``part``: one row per (protocol, init) in report order, one column per value of
+    ``column_key`` in ``columns``, cells drawn by ``cell`` from that row of ``part``."""
+    lines = [f"| {' | '.join(header)} |", "|---|---|" + "---:|" * len(columns)]
+    for (protocol, init), rows in _ordered(part, baselines).groupby(["protocol", "init"], sort=False):
+        by_column = {key: group.iloc[0] for key, group in rows.groupby(column_key)}
+        cells = [cell(by_column[c]) if c in by_column else empty for c in columns]
+        lines.append(f"| {row_label(protocol, init)} | {init} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def _mean_std(r: pd.Series, bold: bool) -> str:
+    text = f"{r['mean']:.3f} ± {0 if pd.isna(r['std']) else r['std']:.3f}"
+    return f"**{text}**" if bold else text
 
 
 def table(summary: pd.DataFrame, task: str, metric: str, interval: bool = False,
@@ -78,55 +114,42 @@ def table(summary: pd.DataFrame, task: str, metric: str, interval: bool = False,
         return ""
     fractions = sorted(part.fraction.unique())
     best = part.groupby("fraction")["mean"].agg(lambda v: _best(v, metric))
-    lines = [f"| protocol | init | {' | '.join(_pct(f) for f in fractions)} |", "|---|---|" + "---:|" * len(fractions)]
-    for (protocol, init), rows in _ordered(part, baselines).groupby(["protocol", "init"], sort=False):
-        cells = []
-        for f in fractions:
-            row = rows[rows.fraction == f]
-            if row.empty:
-                cells.append("")
-                continue
-            r = row.iloc[0]
-            cell = f"{r['mean']:.3f} ± {0 if pd.isna(r['std']) else r['std']:.3f}"
-            cell = f"**{cell}**" if r["mean"] == best[f] else cell
-            cells.append(cell + (f" [{r.ci_low:.3f}, {r.ci_high:.3f}]" if interval and r["count"] > 1 else ""))
-        lines.append(f"| {protocol} | {init} | {' | '.join(cells)} |")
-    return "\n".join(lines)
+
+    def cell(r: pd.Series) -> str:
+        ci = f" [{r.ci_low:.3f}, {r.ci_high:.3f}]" if interval and r["count"] > 1 else ""
+        return _mean_std(r, r["mean"] == best[r.fraction]) + ci
+
+    header = ["protocol", "init", *(_pct(f) for f in fractions)]
+    return _grid(part, "fraction", fractions, header, cell, baselines)
 
 
 def overview_table(summary: pd.DataFrame, results: pd.DataFrame, fraction: float,
                    baselines: tuple[str, ...] = BASELINES) -> str:  # fmt: skip
     """SpectralEarth-style table at one label fraction: rows protocol (trainable encoder parameters) x
     init, columns the tasks' primary metrics (mean ± std), best per column in bold."""
-    part = summary[(summary.fraction.round(9) == round(fraction, 9))]
-    part = part[part.apply(lambda r: PRIMARY_METRIC.get(r.task) == r.metric, axis=1)]
+    part = _primary(summary[summary.fraction.round(9) == round(fraction, 9)])
     if part.empty:
         return ""
     tasks = [t for t in TASKS if t in set(part.task)]
     params = results.groupby(["protocol", "init"])["trainable_params"].max()
-    best = {t: part[part.task == t]["mean"].max() for t in tasks}
-    header = " | ".join(f"{t} ({PRIMARY_METRIC[t]})" for t in tasks)
-    lines = [f"| protocol (trainable encoder params) | init | {header} |", "|---|---|" + "---:|" * len(tasks)]
-    for (protocol, init), rows in _ordered(part, baselines).groupby(["protocol", "init"], sort=False):
-        cells = []
-        for t in tasks:
-            row = rows[rows.task == t]
-            if row.empty:
-                cells.append("–")
-                continue
-            m, s = row["mean"].iloc[0], row["std"].fillna(0).iloc[0]
-            cells.append(f"**{m:.3f} ± {s:.3f}**" if m == best[t] else f"{m:.3f} ± {s:.3f}")
+    best = part.groupby("task")["mean"].max()  # primary metrics are all higher-is-better
+
+    def row_label(protocol: str, init: str) -> str:
         n = params.get((protocol, init))
-        lines.append(f"| {protocol} ({_params(n) if pd.notna(n) else '?'}) | {init} | {' | '.join(cells)} |")
-    return "\n".join(lines)
+        return f"{protocol} ({_params(n) if pd.notna(n) else '?'})"
+
+    def cell(r: pd.Series) -> str:
+        return _mean_std(r, r["mean"] == best[r.task])
+
+    header = ["protocol (trainable encoder params)", "init", *(f"{t} ({PRIMARY_METRIC[t]})" for t in tasks)]
+    return _grid(part, "task", tasks, header, cell, baselines, row_label, empty="–")
 
 
 def comparisons(results: pd.DataFrame, baselines: tuple[str, ...] = BASELINES) -> pd.DataFrame:
     """Every pretrained init against every baseline of the same protocol, task (primary metric) and
     fraction, paired over seeds: mean difference, its 95% interval, p-value and verdict."""
     rows = []
-    primary = results[results.apply(lambda r: PRIMARY_METRIC.get(r.task) == r.metric, axis=1)]
-    for (task, protocol, fraction), part in primary.groupby(["task", "protocol", "fraction"], sort=False):
+    for (task, protocol, fraction), part in _primary(results).groupby(["task", "protocol", "fraction"], sort=False):
         by_init = part.pivot_table(index="seed", columns="init", values="value")
         for a in (i for i in by_init.columns if not is_baseline(i, baselines)):
             for b in (i for i in by_init.columns if is_baseline(i, baselines)):
@@ -146,21 +169,15 @@ def comparison_table(comps: pd.DataFrame, task: str) -> str:
         return ""
     fractions = sorted(part.fraction.unique())
     mark = {"A better": "better", "B better": "worse", "no significant difference": "n.s."}
-    lines = [f"| protocol | A vs B | {' | '.join(_pct(f) for f in fractions)} |", "|---|---|" + "---|" * len(fractions)]
-    for (protocol, a, b), rows in part.groupby(["protocol", "a", "b"], sort=False):
-        cells = []
-        for f in fractions:
-            row = rows[rows.fraction == f]
-            if row.empty:
-                cells.append("")
-                continue
-            r = row.iloc[0]
-            if r.n > 1 and r.low == r.high:  # e.g. 100% labels: one subset, a deterministic probe
-                cells.append(f"{r.difference:+.3f} {mark[r.verdict]} (same on every seed)")
-            else:
-                cells.append(f"{r.difference:+.3f} [{r.low:+.3f}, {r.high:+.3f}] {mark[r.verdict]} (p={r.p_value:.2g})")
-        lines.append(f"| {protocol} | {a} vs {b} | {' | '.join(cells)} |")
-    return "\n".join(lines)
+
+    def cell(r: pd.Series) -> str:
+        if r.n > 1 and r.low == r.high:  # e.g. 100% labels: one subset, a deterministic probe
+            return f"{r.difference:+.3f} {mark[r.verdict]} (same on every seed)"
+        return f"{r.difference:+.3f} [{r.low:+.3f}, {r.high:+.3f}] {mark[r.verdict]} (p={r.p_value:.2g})"
+
+    pairs = part.assign(init=part.a + " vs " + part.b)
+    header = ["protocol", "A vs B", *(_pct(f) for f in fractions)]
+    return _grid(pairs, "fraction", fractions, header, cell, ())
 
 
 def labels_saved_table(summary: pd.DataFrame, baselines: tuple[str, ...] = BASELINES) -> pd.DataFrame:
