@@ -29,7 +29,8 @@ WORLDCOVER_COLOURS = (
 )
 
 
-def _stretch(image: np.ndarray) -> np.ndarray:
+def stretch(image: np.ndarray) -> np.ndarray:
+    """Linear 2-98 percentile stretch to [0, 1]."""
     lo, hi = np.percentile(image, [2, 98])
     return np.clip((image - lo) / (hi - lo + 1e-6), 0, 1)
 
@@ -44,7 +45,7 @@ def sample_panels(sample: dict[str, np.ndarray], s2_bands: tuple[str, ...]) -> l
         false_colour = np.clip(s2[[band["B8"], band["B4"], band["B3"]]].transpose(1, 2, 0) * 2.5, 0, 1)
         panels += [("S2 RGB", rgb, {}), ("S2 NIR-R-G", false_colour, {})]
     if "s1" in sample:
-        panels.append(("S1 VV (dB)", _stretch(sample["s1"][0]), {"cmap": "gray"}))
+        panels.append(("S1 VV (dB)", stretch(sample["s1"][0]), {"cmap": "gray"}))
     if "dem" in sample:
         panels.append(("DEM (m)", sample["dem"][0], {"cmap": "terrain"}))
     if "lulc" in sample:

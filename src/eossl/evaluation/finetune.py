@@ -51,6 +51,7 @@ class TaskModel(L.LightningModule):
         total_steps: int,
         image_size: int,
         train_norm_statistics: bool,
+        steps_per_epoch: float = 1.0,
     ) -> None:
         super().__init__()
         self.encoder, self.normalizer, self.modality, self.task = encoder, normalizer, modality.name, task
@@ -62,6 +63,7 @@ class TaskModel(L.LightningModule):
         self.augment = MultiModalAugment({modality.name: modality, MASK.name: MASK}, SPATIAL_ONLY)
         self.loss_fn, self.num_classes = task.loss(), num_classes
         self.cfg, self.total_steps, self.train_norm_statistics = cfg, total_steps, train_norm_statistics
+        self.steps_per_epoch = steps_per_epoch  # for the learning curve's epoch axis
         self.encoder_trains = any(p.requires_grad for p in encoder.parameters())
         self.history: list[dict] = []
         self.best_value, self.best_state, self.best_step = -math.inf, None, 0
@@ -162,12 +164,11 @@ def train_task_model(
     images, targets = train
     steps = train_steps(len(images), cfg)
     trainable = configure_trainable(copy.deepcopy(encoder), mode, **(adapter_options or {}))
+    batch_size = min(cfg.batch_size, len(images))
     model = TaskModel(
         trainable, copy.deepcopy(normalizer), modality, task, num_classes, cfg, steps, images.shape[-1],
-        train_norm_statistics=mode == "full",
+        train_norm_statistics=mode == "full", steps_per_epoch=len(images) / batch_size,
     )  # fmt: skip
-    batch_size = min(cfg.batch_size, len(images))
-    model.steps_per_epoch = len(images) / batch_size
     loader = DataLoader(
         TensorDataset(images, task.prepare_target(targets)),
         batch_size=batch_size,

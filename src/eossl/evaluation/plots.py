@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 from matplotlib.colors import ListedColormap
 
-from eossl.data.plotting import WORLDCOVER_COLOURS
+from eossl.data.plotting import WORLDCOVER_COLOURS, stretch
 from eossl.evaluation.tasks import PRIMARY_METRIC
 from eossl.io import atomic_path
 
@@ -88,9 +88,7 @@ def plot_convergence(curves: pd.DataFrame, path: Path) -> Path | None:
 
 def _rgb(image: torch.Tensor, bands: list[str]) -> np.ndarray:
     picks = [bands.index(b) for b in ("B4", "B3", "B2")] if {"B4", "B3", "B2"} <= set(bands) else [0, 0, 0]
-    rgb = torch.nan_to_num(image[picks].float()).permute(1, 2, 0).numpy()
-    lo, hi = np.percentile(rgb, [2, 98])
-    return np.clip((rgb - lo) / (hi - lo + 1e-6), 0, 1)
+    return stretch(torch.nan_to_num(image[picks].float()).permute(1, 2, 0).numpy())
 
 
 def plot_prediction_maps(folder: Path, task: str, path: Path) -> Path | None:

@@ -167,7 +167,7 @@ class _Grid:
                     drawn["label", f, s] = label_fraction(labels, train, f, s)
                 if presence is not None:
                     drawn["multilabel", f, s] = multilabel_fraction(presence, train, f, s)
-        self.sample_ids = {key: idx for key, idx in drawn.items()}
+        self.sample_ids = drawn
         self.subsets = {key: np.array([position[g] for g in idx]) for key, idx in drawn.items()}
         self.rows: list[dict] = []
         self.curves: list[dict] = []
@@ -329,7 +329,7 @@ def run_evaluate(cfg: EvaluateConfig, log: Callable[[str], None] = print) -> pd.
     train_images = grid.data["train"][grid.modality]
     encoders = _Encoders(cfg, grid.store.stats[grid.modality], grid.modality, train_images, grid.device)
     _check_plan(cfg, encoders.encoder_name)
-    ckpt_tag = f"{cfg.checkpoint}:{Path(cfg.checkpoint).stat().st_mtime_ns}" if encoders.pretrained else ""
+    weights = {"checkpoint": cfg.checkpoint, "external": cfg.external and cfg.external.weights_file}
     trained = _trained_protocols(cfg)
     for init in cfg.inits:
         label, started = encoders.label(init), time.perf_counter()
@@ -342,9 +342,8 @@ def run_evaluate(cfg: EvaluateConfig, log: Callable[[str], None] = print) -> pd.
         else:
             encoder, normalizer = encoders.build(init)
             if cfg.linear.enabled or cfg.knn.enabled:
-                tag = {"checkpoint": ckpt_tag, "external": str(cfg.external and cfg.external.weights_file)}.get(
-                    init, ""
-                )
+                source = weights.get(init)  # the file's path and mtime: a replaced file is re-encoded
+                tag = f"{source}:{Path(source).stat().st_mtime_ns}" if source else ""
                 feats = grid.features(
                     f"{label}:{tag}", lambda x, e=encoder, n=normalizer: encode(e, n, grid.modality, x, grid.device)
                 )
