@@ -206,7 +206,9 @@ class _Grid:
                 }
             )  # fmt: skip
 
-    def _runs(self, kinds: tuple[str, ...] | None = None, tasks: list[str] | None = None, fractions=None):
+    def _runs(
+        self, kinds: tuple[str, ...] | None = None, tasks: list[str] | None = None, fractions: list[float] | None = None
+    ):
         for task in self.tasks:
             if (kinds is None or task.kind in kinds) and (tasks is None or task.name in tasks):
                 for fraction in fractions or self.cfg.fractions:
