@@ -41,3 +41,18 @@ class BandNormalizer(nn.Module):
         for name in self.modalities:
             out[name] = (batch[name] - getattr(self, f"{name}_mean")) / getattr(self, f"{name}_std")
         return out
+
+
+def normalize_input(normalizer: BandNormalizer, modality: str, x: torch.Tensor, encoder: nn.Module) -> torch.Tensor:
+    """``x`` (physical units) normalised for ``encoder``.
+
+    Non-finite values are filled with band means first, except for encoders that set
+    ``handles_missing = True`` (the multi-modal fusion encoders of :mod:`eossl.models.fusion`): they
+    need the NaN that mark a missing modality to tell present sensors from absent ones, and fill the
+    rest themselves.
+    """
+    batch = {modality: x}
+    if not getattr(encoder, "handles_missing", False):
+        batch = normalizer.fill_invalid(batch)
+    return normalizer(batch)[modality]
+

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from eossl.data.normalize import BandNormalizer
+from eossl.data.normalize import BandNormalizer, normalize_input
 from eossl.io import atomic_path
 from eossl.training import bf16_autocast
 
@@ -29,8 +29,7 @@ def encode(
     normalizer = normalizer.to(device)
     chunks = []
     for start in range(0, len(images), batch_size):
-        batch = {modality: images[start : start + batch_size].to(device)}
-        x = normalizer(normalizer.fill_invalid(batch))[modality]
+        x = normalize_input(normalizer, modality, images[start : start + batch_size].to(device), encoder)
         with bf16_autocast(device):
             chunks.append(encoder(x).float().cpu())
     return torch.cat(chunks)
@@ -54,8 +53,7 @@ def recalibrate_batchnorm(
         bn.momentum = None  # cumulative average over all batches
     encoder.to(device).train()
     for start in range(0, len(images), batch_size):
-        batch = {modality: images[start : start + batch_size].to(device)}
-        encoder(normalizer(normalizer.fill_invalid(batch))[modality])
+        encoder(normalize_input(normalizer, modality, images[start : start + batch_size].to(device), encoder))
     encoder.eval()
 
 

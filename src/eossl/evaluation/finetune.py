@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from eossl.config import TrainedProtocolConfig
 from eossl.data.augment import AugmentConfig, MultiModalAugment
 from eossl.data.modality import Modality
-from eossl.data.normalize import BandNormalizer
+from eossl.data.normalize import BandNormalizer, normalize_input
 from eossl.evaluation.tasks import Task
 from eossl.models.adapters import configure_trainable, count_parameters
 from eossl.models.decoders import PyramidDecoder, feature_pyramid, pyramid_channels
@@ -76,7 +76,7 @@ class TaskModel(L.LightningModule):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.normalizer(self.normalizer.fill_invalid({self.modality: x}))[self.modality]
+        x = normalize_input(self.normalizer, self.modality, x, self.encoder)
         with torch.set_grad_enabled(self.encoder_trains and torch.is_grad_enabled()):
             features = feature_pyramid(self.encoder, x) if self.task.dense else self.encoder(x)
         if self.task.dense:
