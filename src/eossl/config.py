@@ -201,6 +201,35 @@ class ExternalInitConfig(_Strict):
     label: str = "external"
 
 
+FusionMode = Literal["early", "stems", "late-concat", "late-sum", "late-attention"]
+
+
+class FusionConfig(_Strict):
+    """How combinations of modalities are fused (``modalities`` lists them; ``auto`` sweeps them).
+
+    ``modes``: ``early`` stacks the channels into one encoder, ``stems`` is early fusion with one
+    input convolution per modality (see :mod:`eossl.models.fusion`), ``late-*`` runs one encoder per
+    modality and concatenates, averages or attention-pools their features. Single modalities are
+    evaluated without fusion. ``meta`` is the modality of constant planes made from the table columns
+    in ``metadata``. ``sensor_dropout`` blanks random modalities while a fused encoder trains
+    (fine-tuning); ``missing_at_test`` adds test rows with that modality blanked for every sample.
+    """
+
+    candidates: list[str] = ["s2", "s1", "dem", "meta"]
+    sizes: list[int] = [1, 2, 3]
+    modes: list[FusionMode] = ["late-concat"]
+    metadata: list[str] = ["season", "climate_zone"]
+    sensor_dropout: float = Field(0.0, ge=0, lt=1)
+    missing_at_test: list[str] = []
+
+    @field_validator("sizes")
+    @classmethod
+    def _positive_sizes(cls, value: list[int]) -> list[int]:
+        if not value or any(v < 1 for v in value):
+            raise ValueError(f"combination sizes must be positive integers, got {value}")
+        return sorted(set(value))
+
+
 class EvaluateConfig(_Strict):
     """``eossl evaluate``: inits x protocols x tasks x label fractions x seeds."""
 
@@ -208,6 +237,10 @@ class EvaluateConfig(_Strict):
     data: DataConfig
     checkpoint: Path | None = None
     encoder: EncoderConfig = EncoderConfig()
+    # None: data.modality alone; a list of modalities or "+"-joined combinations ("s2+s1"); or "auto":
+    # every combination of fusion.candidates of fusion.sizes
+    modalities: list[str] | Literal["auto"] | None = None
+    fusion: FusionConfig = FusionConfig()
     external: ExternalInitConfig | None = None
     inits: list[str] = ["checkpoint", "random", "image-stats"]
     tasks: list[TaskName] = ["single-label", "multi-label"]
@@ -229,6 +262,21 @@ class EvaluateConfig(_Strict):
             if not 0 < f <= 1:
                 raise ValueError(f"label fraction {f} must be in (0, 1]")
         return sorted(value)
+
+    def combinations(self) -> list[tuple[str, ...]]:
+        """The modality combinations to evaluate, in order (single modalities first)."""
+        from itertools import combinations
+
+        if self.modalities is None:
+            return [(self.data.modality,)]
+        if self.modalities == "auto":
+            pool = self.fusion.candidates
+            return [c for size in self.fusion.sizes for c in combinations(pool, size)]
+        combos = [tuple(part.strip() for part in item.split("+")) for item in self.modalities]
+        for combo in combos:
+            if len(set(combo)) != len(combo) or "" in combo:
+                raise ConfigError(f"'modalities': '{'+'.join(combo)}' must name distinct modalities joined by '+'")
+        return combos
 
 
 def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-ModalityKind = Literal["optical", "sar", "elevation", "categorical", "mask"]
+ModalityKind = Literal["optical", "sar", "elevation", "categorical", "mask", "metadata", "stack"]
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class Modality:
     @property
     def continuous(self) -> bool:
         """Whether values are measurements (normalised, interpolated) rather than class ids."""
-        return self.kind in ("optical", "sar", "elevation")
+        return self.kind in ("optical", "sar", "elevation", "metadata", "stack")
 
 
 S2_BANDS = ("B1", "B2", "B3", "B4", "B5", "B6", "B7", "B8", "B8A", "B9", "B11", "B12")
