@@ -58,16 +58,26 @@ def bench_pretrain_step(
 
     from eossl.config import DataConfig, PretrainConfig
     from eossl.methods import method_class
+    from eossl.methods.hparams import METHOD_CONFIGS
 
     size = int(store.read("s2", np.arange(1)).shape[-1])
     pretrain = PretrainConfig(data=DataConfig(store=store.path), method={"name": method})
     pretrain.encoder = pretrain.encoder.with_img_size(size)
     cfg = pretrain.model_dump(mode="json")
-    model = method_class(method)(cfg, asdict(store.modalities["s2"]), store.stats["s2"])
+    if METHOD_CONFIGS[method].cross_modal:  # S2 paired with S1
+        names = ["s2", "s1"]
+        modalities = [asdict(store.modalities[n]) for n in names]
+        model = method_class(method)(cfg, modalities, {n: store.stats[n] for n in names})
+        inputs = f"s2+s1 ({'+'.join(str(len(m['bands'])) for m in modalities)} bands)"
+    else:
+        names, inputs = ["s2"], "12-band"
+        model = method_class(method)(cfg, asdict(store.modalities["s2"]), store.stats["s2"])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    batch = {"s2": torch.from_numpy(store.read("s2", np.arange(batch_size)).astype(np.float32) / 10000).to(device)}
+    # temporal pairing (e.g. SeCo) also needs other dates of each place: s2@1, ...
+    dataset = StoreDataset(store, np.arange(len(store)), names, [], dates=pretrain.method.dates)
+    batch = {k: v.to(device) for k, v in dataset.__getitems__(list(range(batch_size))).items()}
     model.log = lambda *a, **k: None  # no trainer attached
     for i in range(steps + 2):
         if i == 2:
@@ -83,7 +93,7 @@ def bench_pretrain_step(
     if device.type == "cuda":
         torch.cuda.synchronize()
     return (
-        f"{method} step, {cfg['encoder']['name']} 12-band {size}x{size}, batch {batch_size} ({device.type})",
+        f"{method} step, {cfg['encoder']['name']} {inputs} {size}x{size}, batch {batch_size} ({device.type})",
         _rate(steps * batch_size, time.perf_counter() - start),
         "samples/s",
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -24,6 +24,8 @@ class _Strict(BaseModel):
 class DataConfig(_Strict):
     store: Path
     modality: str = "s2"
+    # cross-modal pretraining (dual-simclr, mma): co-registered modalities, the first is the anchor
+    modalities: list[str] | None = None
     batch_size: int = Field(128, ge=2)
     num_workers: int = Field(0, ge=0)
     val: float = 0.1
@@ -194,6 +196,46 @@ class AdapterProtocolConfig(TrainedProtocolConfig):
         return {"spectral_hidden": self.spectral_hidden, "spectral_kernel": self.spectral_kernel}
 
 
+class MultitaskProtocolConfig(TrainedProtocolConfig):
+    """Multi-task learning: one encoder, one head (or decoder) per task, trained together on one labelled
+    subset with a weighted sum of the tasks' losses (:mod:`eossl.evaluation.multitask`).
+
+    ``tasks``: at least 2, all in the evaluation's ``tasks`` (None: every one of them). The model trains
+    on the label subset drawn for the first listed task's stratification (class for single-label and
+    regression, class presence for multi-label and segmentation), so the first task's subset is the one
+    shared with the single-task protocols. ``weighting``: ``fixed`` (``weights``, task -> weight, 1 for
+    every task left out) or ``uncertainty`` (learned, Kendall et al. 2018; ``weights`` must be unset).
+    ``mode``: ``full`` fine-tunes the encoder (compare with ``finetune``), ``frozen`` trains the heads
+    only (compare with ``frozen``). Results are reported under :meth:`protocol_name`.
+    """
+
+    enabled: bool = False
+    tasks: list[TaskName] | None = Field(None, min_length=2)
+    weighting: Literal["fixed", "uncertainty"] = "fixed"
+    weights: dict[TaskName, Annotated[float, Field(ge=0)]] | None = None
+    mode: Literal["full", "frozen"] = "full"
+
+    @field_validator("tasks")
+    @classmethod
+    def _distinct_tasks(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("tasks must be distinct")
+        return value
+
+    @model_validator(mode="after")
+    def _weights_need_fixed(self) -> MultitaskProtocolConfig:
+        if self.weights and self.weighting != "fixed":
+            raise ValueError(
+                f"'weights' apply to weighting 'fixed' only; weighting '{self.weighting}' learns them (unset weights)"
+            )
+        return self
+
+    @property
+    def protocol_name(self) -> str:
+        """``multitask-<weighting>`` (full fine-tuning) or ``multitask-frozen-<weighting>``."""
+        return f"multitask-{'frozen-' if self.mode == 'frozen' else ''}{self.weighting}"
+
+
 class ExternalInitConfig(_Strict):
     """An ImageNet-style or other external checkpoint (local timm weights file) as one more init."""
 
@@ -251,6 +293,7 @@ class EvaluateConfig(_Strict):
     frozen: FrozenProtocolConfig = FrozenProtocolConfig()
     finetune: FinetuneProtocolConfig = FinetuneProtocolConfig()
     adapter: AdapterProtocolConfig = AdapterProtocolConfig()
+    multitask: MultitaskProtocolConfig = MultitaskProtocolConfig()
     headline_fraction: float | None = Field(None, gt=0, le=1)  # overview-table column; None: the smallest
     prediction_maps: int = Field(4, ge=0)  # test samples drawn per dense task in the report
     accelerator: str = "auto"

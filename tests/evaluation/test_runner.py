@@ -99,7 +99,8 @@ def test_every_task_and_protocol_on_the_same_subsets(small_store, tmp_path):
     from eossl.evaluation.runner import _Encoders, _Grid
 
     grid = _Grid(cfg)
-    encoders = _Encoders(cfg, grid.store.stats["s2"], "s2", grid.data["train"]["s2"], torch.device("cpu"))
+    grid.use(("s2",), "none")
+    encoders = _Encoders(cfg, grid, ("s2",), "none", {})
     encoder, normalizer = encoders.build("random")
     fresh = encode(encoder, normalizer, "s2", grid.data["val"]["s2"], torch.device("cpu"))
     cached = [p for p in (out / "features").iterdir() if p.name.startswith("random-val-")]

@@ -9,6 +9,7 @@ import torch
 from eossl.config import ConfigError, DataConfig, PretrainConfig
 from eossl.data.store import SampleStore
 from eossl.methods import METHODS, method_class
+from eossl.methods.hparams import METHOD_CONFIGS
 from eossl.models.encoders import EncoderError, build_encoder
 
 # small heads keep the suite fast; the methods' own defaults are exercised by the CLI tests
@@ -23,7 +24,10 @@ SMALL = {
     "vicreg": {"hidden_dim": 128, "projection_dim": 128},
     "swav": {"hidden_dim": 64, "projection_dim": 32, "prototypes": 16},
     "mae": {"decoder_dim": 32, "decoder_depth": 1},
+    "seco": {"hidden_dim": 64, "projection_dim": 32, "queue_size": 256},
 }
+# methods trained on data.modality; the cross-modal ones (data.modalities) are tested in test_cross_modal.py
+SINGLE_MODALITY = [name for name in METHODS if not METHOD_CONFIGS[name].cross_modal]
 
 
 def _method(store_path, name="simclr", method=None, **overrides):
@@ -33,8 +37,17 @@ def _method(store_path, name="simclr", method=None, **overrides):
     cfg = PretrainConfig(data=DataConfig(store=store_path), method=section, encoder=encoder, **overrides)
     model = method_class(name)(cfg.model_dump(mode="json"), asdict(store.modalities["s2"]), store.stats["s2"])
     model.log = lambda *a, **k: None
-    batch = {"s2": torch.from_numpy(store.read("s2", np.arange(32)).astype(np.float32) / 10000)}
-    return model, batch
+    return model, _batch(store)
+
+
+def _batch(store, rows=np.arange(32)):
+    """Rows of the store, and as ``s2@1``, ``s2@2`` two other seasons of their places (4 per place, in order)."""
+    seasons = len(store.table.season.unique())
+    batch = {}
+    for k in range(3):
+        other = rows // seasons * seasons + (rows + k) % seasons
+        batch[f"s2@{k}" if k else "s2"] = torch.from_numpy(store.read("s2", other).astype(np.float32) / 10000)
+    return batch
 
 
 def _train(model, batch, lr, steps):
@@ -52,20 +65,21 @@ def _train(model, batch, lr, steps):
 
 def test_every_method_is_registered_with_a_config():
     assert set(METHODS) == {
-        "simclr", "moco-v2", "moco-v3", "byol", "simsiam", "dino", "barlow-twins", "vicreg", "swav", "mae"
+        "simclr", "moco-v2", "moco-v3", "byol", "simsiam", "dino", "barlow-twins", "vicreg", "swav", "mae", "seco",
+        "dual-simclr", "mma",
     }  # fmt: skip
 
 
-@pytest.mark.parametrize("name", list(METHODS))
+@pytest.mark.parametrize("name", SINGLE_MODALITY)
 def test_loss_decreases_on_a_toy_batch(small_store, name, monkeypatch):
     """Training lowers the loss: below the first step's, and below a paired run with lr=0.
 
     The lr=0 run draws the same views and masks, so it isolates what the gradient steps did from the
-    method's own drift (DINO's centre, momentum targets). MoCo v2's queue is frozen here: on one
-    repeated batch the queue would fill with copies of the positives.
+    method's own drift (DINO's centre, momentum targets). MoCo v2's and SeCo's queues are frozen here:
+    on one repeated batch the queue would fill with copies of the positives.
     """
-    if name == "moco-v2":
-        monkeypatch.setattr(method_class(name), "enqueue", lambda self, keys: None)
+    if name in ("moco-v2", "seco"):
+        monkeypatch.setattr(method_class(name), "enqueue", lambda self, *keys: None)
     runs = {}
     for lr in (0.0, 1e-3):
         torch.manual_seed(0)
@@ -77,7 +91,7 @@ def test_loss_decreases_on_a_toy_batch(small_store, name, monkeypatch):
         assert trained < runs[1e-3][0], runs
 
 
-@pytest.mark.parametrize("name", list(METHODS))
+@pytest.mark.parametrize("name", SINGLE_MODALITY)
 def test_shapes_devices_and_frozen_teachers(small_store, name):
     torch.manual_seed(0)
     model, batch = _method(small_store, name)
@@ -96,12 +110,12 @@ def test_shapes_devices_and_frozen_teachers(small_store, name):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("name", list(METHODS))
+@pytest.mark.parametrize("name", SINGLE_MODALITY)
 def test_training_step_on_cuda(small_store, name):
     model, batch = _method(small_store, name)
     model = model.cuda()
     with torch.autocast("cuda", dtype=torch.bfloat16):
-        loss = model.training_step({"s2": batch["s2"].cuda()}, 0)
+        loss = model.training_step({k: v.cuda() for k, v in batch.items()}, 0)
     assert loss.device.type == "cuda" and torch.isfinite(loss)
 
 

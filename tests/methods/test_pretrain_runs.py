@@ -13,11 +13,10 @@ from typer.testing import CliRunner
 from eossl.cli.main import app
 from eossl.config import DataConfig, PretrainConfig
 from eossl.errors import EmbeddingCollapseError
-from eossl.methods import METHODS
 from eossl.methods.hparams import METHOD_CONFIGS
 from eossl.methods.pretrain import load_pretrained_encoder, run_pretrain
 
-from .test_methods import SMALL
+from .test_methods import SINGLE_MODALITY, SMALL
 
 runner = CliRunner()
 QUICK_HEALTH = {"every_n_steps": 1, "knn_every_n_steps": 2, "knn_bank_size": 64, "knn_query_size": 32}
@@ -37,7 +36,7 @@ def _config(tmp_path, store, name, **extra):
     return path
 
 
-@pytest.mark.parametrize("name", list(METHODS))
+@pytest.mark.parametrize("name", SINGLE_MODALITY)
 def test_every_method_runs_through_the_cli_saves_and_resumes(small_store, tmp_path, name):
     result = runner.invoke(app, ["pretrain", str(_config(tmp_path, small_store, name))], catch_exceptions=False)
     assert result.exit_code == 0, result.output

@@ -10,6 +10,9 @@ offset and noise; elevation and categorical layers are only moved, never altered
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import torch
 from kornia.geometry.transform import crop_and_resize
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,6 +40,33 @@ class AugmentConfig(BaseModel):
     local_views: int = Field(0, ge=0)
     local_crop_size: int = Field(16, ge=4)
     local_crop_scale: tuple[float, float] = (0.05, 0.35)
+
+
+T = TypeVar("T")
+
+
+def apply_alike(fn: Callable[[torch.Tensor], T], *inputs: torch.Tensor) -> list[T]:
+    """``[fn(x) for x in inputs]`` with every call starting from the same random state.
+
+    A random augmentation thus draws identical parameters (crop, flips, gains, noise) for each input of
+    the same shape, e.g. "the same augmentation of two seasons". The seed is drawn from torch's global
+    generator (runs stay reproducible); the CPU generator and the CUDA generator of the inputs' device
+    are restored after each call.
+    """
+    device = inputs[0].device
+    if any(x.device != device for x in inputs):
+        raise ValueError(f"apply_alike: inputs must share one device, got {[str(x.device) for x in inputs]}")
+    seed = int(torch.randint(2**62, ()))
+    cuda = [device] if device.type == "cuda" else []
+    outputs = []
+    for x in inputs:
+        with torch.random.fork_rng(devices=cuda):
+            torch.default_generator.manual_seed(seed)
+            if cuda:
+                with torch.cuda.device(device):
+                    torch.cuda.manual_seed(seed)
+            outputs.append(fn(x))
+    return outputs
 
 
 def _uniform(n: int, low: float, high: float, device: torch.device) -> torch.Tensor:

@@ -30,7 +30,7 @@ class MetadataError(ValueError):
 
 
 def _season_angle(values: pd.Series, column: str) -> np.ndarray:
-    if values.dtype == object:
+    if not pd.api.types.is_numeric_dtype(values):
         unknown = sorted(set(values) - set(SEASONS))
         if unknown:
             raise MetadataError(f"metadata column '{column}': unknown seasons {unknown[:5]} (expected {SEASONS})")
@@ -56,7 +56,7 @@ def metadata_encoding(table: pd.DataFrame, columns: list[str]) -> tuple[np.ndarr
             angle = _season_angle(series, column)
             values += [np.sin(angle), np.cos(angle)]
             names += ["season_sin", "season_cos"]
-        elif series.dtype == object:
+        elif not pd.api.types.is_numeric_dtype(series):
             for category in sorted(series.unique()):
                 values.append((series == category).to_numpy(float))
                 names.append(f"{column}={category}")

@@ -55,4 +55,3 @@ def normalize_input(normalizer: BandNormalizer, modality: str, x: torch.Tensor, 
     if not getattr(encoder, "handles_missing", False):
         batch = normalizer.fill_invalid(batch)
     return normalizer(batch)[modality]
-

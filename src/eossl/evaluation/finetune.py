@@ -1,8 +1,8 @@
-"""Trained protocols: an encoder plus a task head (or decoder) trained on the labelled subset.
+"""Trained protocols: an encoder plus one task head (or decoder) per task, trained on the labelled subset.
 
-One loop serves three protocols, which differ only in what the optimiser may change:
-``frozen`` (the head or decoder only; encoder weights and BatchNorm statistics fixed), ``finetune``
-(everything; the encoder at ``encoder_lr_factor`` times the head's learning rate) and ``adapter``
+One loop serves every trained protocol, which differ only in what the optimiser may change:
+``frozen`` (the heads or decoders only; encoder weights and BatchNorm statistics fixed), ``finetune``
+(everything; the encoder at ``encoder_lr_factor`` times the heads' learning rate) and ``adapter``
 (a spectral adapter, the first N layers or LoRA on attention, see :mod:`eossl.models.adapters`).
 The schedule is linear warmup then cosine; the run is ``epochs`` passes over the subset clipped to
 ``[min_steps, max_steps]`` so small fractions are not under-trained. The primary metric is measured
@@ -10,12 +10,21 @@ on the validation split ``validations`` times per run: that is the learning curv
 signal (``patience`` rounds without improvement) and the model selection (the best round's weights
 are restored before testing). Augmentation is spatial only (flips, 90-degree rotations), applied to
 masks with the same parameters.
+
+Multi-task learning is the same loop with several tasks (:func:`train_multitask_model`): one encoder
+pass per batch feeds every head (a linear head on the pooled features for pooled tasks, a
+:class:`~eossl.models.decoders.PyramidDecoder` for dense ones), the loss is a weighted sum of the
+tasks' losses (:mod:`eossl.evaluation.multitask`: fixed or learned uncertainty weights), and the
+model-selection / early-stopping score is the mean over tasks of their primary validation metrics
+(sign-flipped where lower is better). A single task (:func:`train_task_model`) is the special case
+of one task with weight 1.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import lightning as L
@@ -28,9 +37,10 @@ from eossl.config import TrainedProtocolConfig
 from eossl.data.augment import AugmentConfig, MultiModalAugment
 from eossl.data.modality import Modality
 from eossl.data.normalize import BandNormalizer, normalize_input
+from eossl.evaluation.multitask import FixedWeighting, LossWeighting, loss_weighting
 from eossl.evaluation.tasks import Task
 from eossl.models.adapters import configure_trainable, count_parameters
-from eossl.models.decoders import PyramidDecoder, feature_pyramid, pyramid_channels
+from eossl.models.decoders import PyramidDecoder, feature_pyramid, pyramid_and_pooled, pyramid_channels
 from eossl.training import bf16_autocast, resolve_precision
 
 SPATIAL_ONLY = AugmentConfig(crop_scale=(1.0, 1.0), brightness=0, band_gain=0, contrast=0, haze=0, noise_std=0)
@@ -38,36 +48,62 @@ MASK = Modality(name="target_mask", kind="categorical", bands=("class",), dtype=
 
 
 class TaskModel(L.LightningModule):
-    """Normaliser + encoder + head (pooled features) or pyramid decoder (dense tasks)."""
+    """Normaliser + encoder + one head per task, in ``heads`` keyed by task name: a linear head on the
+    pooled features (pooled tasks) or a pyramid decoder (dense tasks).
+
+    ``forward`` runs the encoder once and returns every task's outputs by name. ``weighting`` combines
+    the tasks' losses (default: fixed weights of 1). Batches are ``(images, target_1, ..., target_n)``
+    in the order of ``tasks``; spatial augmentation is drawn once per sample and applied to the images
+    and every dense task's mask alike.
+    """
 
     def __init__(
         self,
         encoder: nn.Module,
         normalizer: BandNormalizer,
         modality: Modality,
-        task: Task,
+        tasks: Task | Sequence[Task],
         num_classes: int,
         cfg: TrainedProtocolConfig,
         total_steps: int,
         image_size: int,
         train_norm_statistics: bool,
         steps_per_epoch: float = 1.0,
+        weighting: LossWeighting | None = None,
     ) -> None:
         super().__init__()
-        self.encoder, self.normalizer, self.modality, self.task = encoder, normalizer, modality.name, task
-        outputs = task.num_outputs(num_classes)
-        if task.dense:
-            self.head = PyramidDecoder(pyramid_channels(encoder, modality.num_bands, image_size), outputs)
-        else:
-            self.head = nn.Linear(int(encoder.num_features), outputs)
-        self.augment = MultiModalAugment({modality.name: modality, MASK.name: MASK}, SPATIAL_ONLY)
-        self.loss_fn, self.num_classes = task.loss(), num_classes
+        tasks = [tasks] if isinstance(tasks, Task) else list(tasks)
+        names = [t.name for t in tasks]
+        if not tasks or len(set(names)) != len(names):
+            raise ValueError(f"TaskModel needs one or more distinct tasks, got {names}")
+        self.encoder, self.normalizer, self.modality = encoder, normalizer, modality.name
+        self.tasks: dict[str, Task] = {t.name: t for t in tasks}
+        dense = [t for t in tasks if t.dense]
+        channels = pyramid_channels(encoder, modality.num_bands, image_size) if dense else []
+        self.heads = nn.ModuleDict(
+            {
+                t.name: PyramidDecoder(channels, t.num_outputs(num_classes)) if t.dense
+                else nn.Linear(int(encoder.num_features), t.num_outputs(num_classes))
+                for t in tasks
+            }
+        )  # fmt: skip
+        self.weighting = weighting if weighting is not None else FixedWeighting(names)
+        if self.weighting.tasks != names:
+            raise ValueError(f"the loss weighting is for tasks {self.weighting.tasks}, the model's are {names}")
+        self.needs_pyramid, self.needs_pooled = bool(dense), len(dense) < len(tasks)
+        self.mask_keys = {t.name: f"{MASK.name}:{t.name}" for t in dense}  # augmentation keys of the masks
+        self.augment = MultiModalAugment(
+            {modality.name: modality, **dict.fromkeys(self.mask_keys.values(), MASK)}, SPATIAL_ONLY
+        )
+        self.loss_fns = nn.ModuleDict({t.name: t.loss() for t in tasks})
+        self.num_classes = num_classes
         self.cfg, self.total_steps, self.train_norm_statistics = cfg, total_steps, train_norm_statistics
         self.steps_per_epoch = steps_per_epoch  # for the learning curve's epoch axis
         self.encoder_trains = any(p.requires_grad for p in encoder.parameters())
+        # one entry per validation round: step, epoch, score, values (task -> primary metric), weights
         self.history: list[dict] = []
         self.best_value, self.best_state, self.best_step = -math.inf, None, 0
-        self._val_outputs: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._val_outputs: list[tuple[dict[str, torch.Tensor], list[torch.Tensor]]] = []
 
     def train(self, mode: bool = True) -> TaskModel:
         super().train(mode)
@@ -75,46 +111,81 @@ class TaskModel(L.LightningModule):
             self.encoder.eval()  # frozen / adapter protocols keep the encoder's BatchNorm statistics
         return self
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _features(self, x: torch.Tensor) -> tuple[list[torch.Tensor] | None, torch.Tensor | None]:
+        """Pyramid and pooled features, each only when some head needs it, from one encoder pass."""
+        if self.needs_pyramid and self.needs_pooled:
+            return pyramid_and_pooled(self.encoder, x)
+        if self.needs_pyramid:
+            return feature_pyramid(self.encoder, x), None
+        return None, self.encoder(x)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every task's outputs (logits, or ``[N]`` predictions for regression) on ``x`` in physical units."""
         x = normalize_input(self.normalizer, self.modality, x, self.encoder)
         with torch.set_grad_enabled(self.encoder_trains and torch.is_grad_enabled()):
-            features = feature_pyramid(self.encoder, x) if self.task.dense else self.encoder(x)
-        if self.task.dense:
-            return self.head(features, x.shape[-2:])
-        return self.task.prepare_output(self.head(features))
+            pyramid, pooled = self._features(x)
+        return {
+            name: self.heads[name](pyramid, x.shape[-2:]) if task.dense
+            else task.prepare_output(self.heads[name](pooled))
+            for name, task in self.tasks.items()
+        }  # fmt: skip
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, y = batch
-        if self.task.dense:
-            out = self.augment({self.modality: x, MASK.name: y[:, None].float()})
-            x, y = out[self.modality], out[MASK.name][:, 0].round().long()
-        else:
-            x = self.augment({self.modality: x})[self.modality]
-        loss = self.loss_fn(self(x).float(), y)
+    def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, *targets = batch
+        target = dict(zip(self.tasks, targets, strict=True))
+        masks = {key: target[name][:, None].float() for name, key in self.mask_keys.items()}
+        out = self.augment({self.modality: x, **masks})
+        x = out[self.modality]
+        for name, key in self.mask_keys.items():
+            target[name] = out[key][:, 0].round().long()
+        outputs = self(x)
+        losses = {name: self.loss_fns[name](outputs[name].float(), target[name]) for name in self.tasks}
+        loss = self.weighting(losses)
         self.log("train_loss", loss)
+        if len(self.tasks) > 1:
+            for name, value in losses.items():
+                self.log(f"train_loss/{name}", value)
+            for name, weight in self.weighting.weights().items():
+                self.log(f"loss_weight/{name}", weight)
         return loss
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
-        x, y = batch
-        self._val_outputs.append((self(x).float().cpu(), y.cpu()))
+    def validation_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> None:
+        x, *targets = batch
+        outputs = {name: out.float().cpu() for name, out in self(x).items()}
+        self._val_outputs.append((outputs, [t.cpu() for t in targets]))
 
     def on_validation_epoch_end(self) -> None:
-        outputs, targets = (torch.cat(t) for t in zip(*self._val_outputs, strict=True))
+        values = {}
+        for i, (name, task) in enumerate(self.tasks.items()):
+            outputs = torch.cat([out[name] for out, _ in self._val_outputs])
+            targets = torch.cat([target[i] for _, target in self._val_outputs])
+            values[name] = task.metrics(outputs, targets, self.num_classes)[task.primary]
         self._val_outputs.clear()
-        value = self.task.metrics(outputs, targets, self.num_classes)[self.task.primary]
-        self.log("val_primary", value)
+        score = sum(v if self.tasks[n].higher_is_better else -v for n, v in values.items()) / len(values)
+        self.log("val_score", score)
+        for name, value in values.items():
+            self.log(f"val/{name}", value)
         step = int(self.global_step)
-        self.history.append({"step": step, "epoch": step / self.steps_per_epoch, "value": value})
-        score = value if self.task.higher_is_better else -value
+        self.history.append(
+            {"step": step, "epoch": step / self.steps_per_epoch, "score": score, "values": values,
+             "weights": self.weighting.weights()}
+        )  # fmt: skip
         if score > self.best_value:
             self.best_value, self.best_step = score, step
             self.best_state = {k: v.detach().clone() for k, v in self.state_dict().items()}
 
+    def curve(self, task: str) -> list[dict]:
+        """The learning curve of ``task``: ``step``, ``epoch`` and ``value`` (validation primary metric) per round."""
+        return [{"step": h["step"], "epoch": h["epoch"], "value": h["values"][task]} for h in self.history]
+
     def configure_optimizers(self) -> dict:
         encoder_params = [p for p in self.encoder.parameters() if p.requires_grad]
-        groups = [{"params": self.head.parameters(), "lr": self.cfg.lr}]
+        groups = [{"params": self.heads.parameters(), "lr": self.cfg.lr}]
         if encoder_params:
             groups.append({"params": encoder_params, "lr": self.cfg.lr * self.cfg.encoder_lr_factor})
+        weighting_params = list(self.weighting.parameters())
+        if weighting_params:  # learned loss weights: the heads' rate, no decay (it would pull them to equal)
+            groups.append({"params": weighting_params, "lr": self.cfg.lr, "weight_decay": 0.0})
         optimizer = torch.optim.AdamW(groups, weight_decay=self.cfg.weight_decay)
         warmup = max(1, round(self.total_steps * self.cfg.warmup_fraction))
 
@@ -129,14 +200,34 @@ class TaskModel(L.LightningModule):
 
 @dataclass
 class TrainedResult:
-    """A trained model (eval mode, CPU, best validation round restored) and how it got there."""
+    """A trained single-task model (eval mode, CPU, best validation round restored) and how it got there."""
 
     model: TaskModel
-    history: list[dict] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)  # step, epoch, value (validation primary metric)
     steps: int = 0
     best_step: int = 0
     trainable_encoder_params: int = 0
     head_params: int = 0
+
+
+@dataclass
+class MultitaskResult:
+    """A trained multi-task model (eval mode, CPU, best validation round restored) and how it got there.
+
+    ``curves``: per task, its learning curve (``step``, ``epoch``, ``value``); ``history``: per
+    validation round, ``step``, ``epoch``, the selection ``score``, every task's primary metric
+    (``values``) and the effective loss ``weights``; ``loss_weights``: the effective weights of the
+    restored round.
+    """
+
+    model: TaskModel
+    curves: dict[str, list[dict]] = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)
+    steps: int = 0
+    best_step: int = 0
+    trainable_encoder_params: int = 0
+    head_params: dict[str, int] = field(default_factory=dict)
+    loss_weights: dict[str, float] = field(default_factory=dict)
 
 
 def train_steps(num_labelled: int, cfg: TrainedProtocolConfig) -> int:
@@ -144,40 +235,58 @@ def train_steps(num_labelled: int, cfg: TrainedProtocolConfig) -> int:
     return int(min(max(cfg.epochs * per_epoch, cfg.min_steps), cfg.max_steps))
 
 
-def train_task_model(
+def _targets(tasks: Sequence[Task], targets: Mapping[str, torch.Tensor], split: str) -> list[torch.Tensor]:
+    missing = [t.name for t in tasks if t.name not in targets]
+    if missing:
+        raise KeyError(f"{split} targets lack the tasks {missing} (got {sorted(targets)})")
+    return [t.prepare_target(targets[t.name]) for t in tasks]
+
+
+def train_multitask_model(
     encoder: nn.Module,
     normalizer: BandNormalizer,
     modality: Modality,
-    task: Task,
+    tasks: Sequence[Task],
     num_classes: int,
-    train: tuple[torch.Tensor, torch.Tensor],
-    val: tuple[torch.Tensor, torch.Tensor],
+    train: tuple[torch.Tensor, Mapping[str, torch.Tensor]],
+    val: tuple[torch.Tensor, Mapping[str, torch.Tensor]],
     cfg: TrainedProtocolConfig,
     mode: str,
     accelerator: str = "auto",
     seed: int = 0,
     adapter_options: dict | None = None,
-) -> TrainedResult:
-    """Train a copy of ``encoder`` with a new head on ``train``; ``mode`` and ``adapter_options`` go to
-    :func:`eossl.models.adapters.configure_trainable` (``frozen``, ``full``, ``spectral``, ...)."""
+    weighting: str | LossWeighting = "fixed",
+    weights: Mapping[str, float] | None = None,
+) -> MultitaskResult:
+    """Train a copy of ``encoder`` with one new head per task on ``train`` = ``(images, {task: targets})``.
+
+    ``mode`` and ``adapter_options`` go to :func:`eossl.models.adapters.configure_trainable`
+    (``frozen``, ``full``, ``spectral``, ...); ``weighting`` (``fixed`` with ``weights``, default 1
+    each, or ``uncertainty``; or a :class:`~eossl.evaluation.multitask.LossWeighting`) combines the
+    tasks' losses. Model selection and early stopping use the mean over tasks of their primary
+    validation metrics, sign-flipped where lower is better.
+    """
     L.seed_everything(seed, verbose=False)
-    images, targets = train
+    tasks = list(tasks)
+    images, train_targets = train
     steps = train_steps(len(images), cfg)
     trainable = configure_trainable(copy.deepcopy(encoder), mode, **(adapter_options or {}))
     batch_size = min(cfg.batch_size, len(images))
+    if not isinstance(weighting, LossWeighting):
+        weighting = loss_weighting(weighting, [t.name for t in tasks], weights)
     model = TaskModel(
-        trainable, copy.deepcopy(normalizer), modality, task, num_classes, cfg, steps, images.shape[-1],
-        train_norm_statistics=mode == "full", steps_per_epoch=len(images) / batch_size,
+        trainable, copy.deepcopy(normalizer), modality, tasks, num_classes, cfg, steps, images.shape[-1],
+        train_norm_statistics=mode == "full", steps_per_epoch=len(images) / batch_size, weighting=weighting,
     )  # fmt: skip
     loader = DataLoader(
-        TensorDataset(images, task.prepare_target(targets)),
+        TensorDataset(images, *_targets(tasks, train_targets, "train")),
         batch_size=batch_size,
         shuffle=True,
         generator=torch.Generator().manual_seed(seed),
         drop_last=len(images) > cfg.batch_size,
     )
-    val_loader = DataLoader(TensorDataset(val[0], task.prepare_target(val[1])), batch_size=256)
-    callbacks = [EarlyStopping("val_primary", patience=cfg.patience, mode="max" if task.higher_is_better else "min")]
+    val_loader = DataLoader(TensorDataset(val[0], *_targets(tasks, val[1], "validation")), batch_size=256)
+    callbacks = [EarlyStopping("val_score", patience=cfg.patience, mode="max")]
     trainer = L.Trainer(
         max_steps=steps,
         max_epochs=-1,
@@ -197,21 +306,69 @@ def train_task_model(
     if model.best_state is not None:
         model.load_state_dict(model.best_state)
         model.best_state = None
-    return TrainedResult(
+    return MultitaskResult(
         model=model.cpu().eval(),
+        curves={t.name: model.curve(t.name) for t in tasks},
         history=model.history,
         steps=int(trainer.global_step),
         best_step=model.best_step,
         trainable_encoder_params=count_parameters(model.encoder),
-        head_params=count_parameters(model.head),
+        head_params={name: count_parameters(head) for name, head in model.heads.items()},
+        loss_weights=model.weighting.weights(),
+    )
+
+
+def train_task_model(
+    encoder: nn.Module,
+    normalizer: BandNormalizer,
+    modality: Modality,
+    task: Task,
+    num_classes: int,
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    cfg: TrainedProtocolConfig,
+    mode: str,
+    accelerator: str = "auto",
+    seed: int = 0,
+    adapter_options: dict | None = None,
+) -> TrainedResult:
+    """Train a copy of ``encoder`` with a new head on ``train``; ``mode`` and ``adapter_options`` go to
+    :func:`eossl.models.adapters.configure_trainable` (``frozen``, ``full``, ``spectral``, ...).
+
+    :func:`train_multitask_model` with this one task at weight 1.
+    """
+    result = train_multitask_model(
+        encoder, normalizer, modality, [task], num_classes, (train[0], {task.name: train[1]}),
+        (val[0], {task.name: val[1]}), cfg, mode, accelerator=accelerator, seed=seed, adapter_options=adapter_options,
+    )  # fmt: skip
+    return TrainedResult(
+        model=result.model,
+        history=result.curves[task.name],
+        steps=result.steps,
+        best_step=result.best_step,
+        trainable_encoder_params=result.trainable_encoder_params,
+        head_params=result.head_params[task.name],
     )
 
 
 @torch.no_grad()
-def predict(model: TaskModel, images: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
-    """Outputs of ``model`` on ``images`` (physical units), computed in batches on ``device``."""
+def predict_tasks(
+    model: TaskModel, images: torch.Tensor, device: torch.device, batch_size: int = 256
+) -> dict[str, torch.Tensor]:
+    """Every task's outputs of ``model`` on ``images`` (physical units), computed in batches on ``device``."""
     model = model.to(device).eval()
+    outputs: dict[str, list[torch.Tensor]] = {name: [] for name in model.tasks}
     with bf16_autocast(device):
-        out = [model(images[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(images), batch_size)]
+        for i in range(0, len(images), batch_size):
+            for name, out in model(images[i : i + batch_size].to(device)).items():
+                outputs[name].append(out.float().cpu())
     model.cpu()
-    return torch.cat(out)
+    return {name: torch.cat(parts) for name, parts in outputs.items()}
+
+
+def predict(model: TaskModel, images: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
+    """Outputs of a single-task ``model`` on ``images`` (physical units), computed in batches on ``device``."""
+    if len(model.tasks) != 1:
+        raise ValueError(f"predict takes a single-task model, this one has {list(model.tasks)}: use predict_tasks")
+    (name,) = model.tasks
+    return predict_tasks(model, images, device, batch_size)[name]

@@ -24,12 +24,46 @@ from eossl.evaluation.tasks import PRIMARY_METRIC, TASKS
 from eossl.io import write_text_atomic
 
 BASELINES = ("random", "image-stats", "external")
-PROTOCOL_ORDER = ("knn", "linear", "frozen", "adapter", "finetune")
+PROTOCOL_ORDER = ("knn", "linear", "frozen", "adapter", "finetune", "multitask")
+
+
+SETTING_SEPARATOR = " · "
 
 
 def base_init(init: str) -> str:
-    """``"random (run-a)"`` -> ``"random"``: inits merged from several runs carry the run's name."""
-    return init.split(" (")[0]
+    """``"random (run-a)"`` -> ``"random"``: inits merged from several runs carry the run's name, and
+    inits of a run over several modality settings carry the setting (``"random · s2+s1 late-concat"``)."""
+    return init.split(SETTING_SEPARATOR)[0].split(" (")[0]
+
+
+def setting_of(init: str) -> str:
+    """The modality setting an init label carries (empty when the run had one setting)."""
+    return init.split(SETTING_SEPARATOR, 1)[1] if SETTING_SEPARATOR in init else ""
+
+
+def _setting_names(results: pd.DataFrame) -> pd.Series:
+    """``"s2+s1 late-concat (s1 missing)"`` per row, from the modality, fusion and missing columns."""
+
+    def column(name: str, default: str) -> pd.Series:
+        if name not in results:
+            return pd.Series(default, index=results.index, dtype=object)
+        values = results[name].astype(object)
+        return values.where(values.notna(), default)
+
+    fusion, missing = column("fusion", "none"), column("missing", "")
+    name = column("modality", "").astype(str) + fusion.map(lambda f: "" if f == "none" else f" {f}")
+    return name + missing.map(lambda m: f" ({m} missing)" if m else "")
+
+
+def label_settings(results: pd.DataFrame) -> pd.DataFrame:
+    """When results cover several modality settings (combination, fusion, missing modality), append the
+    setting to each init so every table keeps them apart; otherwise return ``results`` unchanged."""
+    if results.empty or results.init.str.contains(SETTING_SEPARATOR, regex=False).any():
+        return results
+    names = _setting_names(results)
+    if names.nunique() <= 1:
+        return results
+    return results.assign(init=results.init + SETTING_SEPARATOR + names)
 
 
 def is_baseline(init: str, baselines: tuple[str, ...] = BASELINES) -> bool:
@@ -149,7 +183,9 @@ def comparisons(results: pd.DataFrame, baselines: tuple[str, ...] = BASELINES) -
     """Every pretrained init against every baseline of the same protocol, task (primary metric) and
     fraction, paired over seeds: mean difference, its 95% interval, p-value and verdict."""
     rows = []
-    for (task, protocol, fraction), part in _primary(results).groupby(["task", "protocol", "fraction"], sort=False):
+    primary = _primary(results).assign(_setting=lambda f: f.init.map(setting_of))
+    for (task, protocol, fraction, _), part in primary.groupby(["task", "protocol", "fraction", "_setting"],
+                                                               sort=False):  # fmt: skip
         by_init = part.pivot_table(index="seed", columns="init", values="value")
         for a in (i for i in by_init.columns if not is_baseline(i, baselines)):
             for b in (i for i in by_init.columns if is_baseline(i, baselines)):
@@ -208,6 +244,109 @@ def labels_saved_table(summary: pd.DataFrame, baselines: tuple[str, ...] = BASEL
                                        "fraction_needed", "at_smallest"])  # fmt: skip
 
 
+def fusion_table(results: pd.DataFrame, fraction: float) -> str:
+    """ben-ge-style fusion table at one label fraction: one block per init and protocol, rows the
+    modality settings (combination, fusion mode, missing modality), columns each task's primary metric
+    (mean ± std over seeds), best per column and block in bold. Empty when there is one setting."""
+    part = _primary(results[results.fraction.round(9) == round(fraction, 9)])
+    if part.empty or _setting_names(part).nunique() <= 1:
+        return ""
+    part = part.assign(init=part.init.map(base_init), setting=_setting_names(part))
+    tasks = [t for t in TASKS if t in set(part.task)]
+    header = ["init", "protocol", "modalities", *(f"{t} ({PRIMARY_METRIC[t]})" for t in tasks)]
+    lines = [f"| {' | '.join(header)} |", "|---|---|---|" + "---:|" * len(tasks)]
+    for (init, protocol), block in _ordered(part, BASELINES).groupby(["init", "protocol"], sort=False):
+        stats = block.groupby(["setting", "task"], sort=False)["value"].agg(["mean", "std"])
+        best = stats.groupby("task")["mean"].max()
+        for setting in block.setting.unique():
+            cells = []
+            for t in tasks:
+                if (setting, t) in stats.index:
+                    r = stats.loc[(setting, t)]
+                    cells.append(_mean_std(r, r["mean"] == best[t]))
+                else:
+                    cells.append("–")
+            lines.append(f"| {init} | {protocol} | {setting} | {' | '.join(cells)} |")
+    return "\n".join(lines)
+
+
+def multitask_reference(protocol: str) -> str:
+    """The single-task protocol a multi-task one is compared with: ``frozen`` for ``multitask-frozen-*``
+    (heads on a frozen encoder), else ``finetune`` (full fine-tuning)."""
+    return "frozen" if protocol.startswith("multitask-frozen") else "finetune"
+
+
+def multitask_comparisons(results: pd.DataFrame, baselines: tuple[str, ...] = BASELINES) -> pd.DataFrame:
+    """Every multi-task protocol against its single-task reference (:func:`multitask_reference`) per init,
+    task (primary metric) and fraction, paired over the seeds both have: means and stds of each, mean
+    difference multi − single with its 95% interval, paired t-test p-value and verdict."""
+    rows = []
+    primary = _primary(results)
+    for protocol in (p for p in primary.protocol.unique() if p.split("-")[0] == "multitask"):
+        reference = multitask_reference(protocol)
+        part = primary[primary.protocol.isin([protocol, reference])]
+        for (init, task, fraction), group in part.groupby(["init", "task", "fraction"], sort=False):
+            by_protocol = group.pivot_table(index="seed", columns="protocol", values="value")
+            if protocol not in by_protocol or reference not in by_protocol:
+                continue
+            pair = by_protocol[[protocol, reference]].dropna()
+            if pair.empty:
+                continue
+            multi, single = mean_interval(pair[protocol].to_numpy()), mean_interval(pair[reference].to_numpy())
+            c = paired_comparison(pair[protocol].to_numpy(), pair[reference].to_numpy())
+            verdict = c.verdict
+            if not TASKS[task].higher_is_better:  # a lower value is the better one
+                verdict = {"A better": "B better", "B better": "A better"}.get(verdict, verdict)
+            rows.append({"protocol": protocol, "reference": reference, "init": init, "task": task,
+                         "metric": PRIMARY_METRIC[task], "fraction": fraction, "single_mean": single.mean,
+                         "single_std": single.std, "multi_mean": multi.mean, "multi_std": multi.std,
+                         "difference": c.difference.mean, "low": c.difference.low, "high": c.difference.high,
+                         "p_value": c.p_value, "n": c.n, "verdict": verdict})  # fmt: skip
+    columns = ["protocol", "reference", "init", "task", "metric", "fraction", "single_mean", "single_std",
+               "multi_mean", "multi_std", "difference", "low", "high", "p_value", "n", "verdict"]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=columns)
+    if frame.empty:
+        return frame
+    order = frame.assign(
+        _base=frame.init.map(lambda i: is_baseline(i, baselines)), _task=frame.task.map(list(TASKS).index)
+    )
+    return order.sort_values(["protocol", "_base", "init", "_task", "fraction"], kind="stable").drop(
+        columns=["_base", "_task"]
+    )
+
+
+def multitask_section(comps: pd.DataFrame) -> list[str]:
+    """Markdown lines of the "Multi-task vs single-task" section (none without multi-task comparisons)."""
+    if comps.empty:
+        return []
+    mark = {"A better": "better", "B better": "worse", "no significant difference": "n.s."}
+    parts = [
+        "## Multi-task vs single-task",
+        "",
+        "One encoder with a head per task trained together, against the same encoder trained per task "
+        "(primary metrics, test split). Difference = multi-task − single-task [95% interval], paired over "
+        "seeds (t-test; better/worse at p < 0.05). The multi-task model trains on the label subset of its "
+        "first task's stratification, so for tasks stratified otherwise the paired runs saw different samples "
+        "of about the same number.",
+        "",
+    ]
+    for (protocol, reference), part in comps.groupby(["protocol", "reference"], sort=False):
+        parts += [
+            f"### {protocol} vs {reference}",
+            "",
+            f"| init | task (metric) | labels | single-task ({reference}) | multi-task ({protocol}) | difference | p |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
+        for r in part.itertuples():
+            single = _mean_std({"mean": r.single_mean, "std": r.single_std}, False)
+            multi = _mean_std({"mean": r.multi_mean, "std": r.multi_std}, False)
+            difference = f"{r.difference:+.3f} [{r.low:+.3f}, {r.high:+.3f}] {mark[r.verdict]}"
+            parts.append(f"| {r.init} | {r.task} ({r.metric}) | {_pct(r.fraction)} | {single} | {multi} | "
+                         f"{difference} | {r.p_value:.2g} |")  # fmt: skip
+        parts.append("")
+    return parts
+
+
 def _needed(row) -> str:
     """'23.7%', or '≤ 1%' when the smallest measured fraction already reaches the reference."""
     if pd.isna(row.fraction_needed):
@@ -251,9 +390,11 @@ def _comparison_section(comps: pd.DataFrame, task: str) -> list[str]:
 
 def render_markdown(results: pd.DataFrame, config: BaseModel | dict | None = None, figures: list[str] = (),
                     headline_fraction: float | None = None, baselines: tuple[str, ...] = BASELINES) -> str:  # fmt: skip
-    summary = summarise(results)
     fractions = sorted(results.fraction.unique())
     headline = headline_fraction if headline_fraction in fractions else fractions[0]
+    fusion = fusion_table(results, headline)
+    results = label_settings(results)
+    summary = summarise(results)
     counts = results.groupby(["task", "fraction"])["num_labels"].first()
     parts = ["# eossl evaluation report", ""]
     saved = labels_saved_table(summary, baselines)
@@ -273,6 +414,8 @@ def render_markdown(results: pd.DataFrame, config: BaseModel | dict | None = Non
     overview = overview_table(summary, results, headline, baselines)
     if overview:
         parts += [f"## Overview at {_pct(headline)} labels", "", overview, ""]
+    if fusion:
+        parts += [f"## Modality combinations at {_pct(headline)} labels", "", fusion, ""]
     for figure in (f for f in figures if not f.startswith("prediction_maps")):
         parts += _figure(figure)
     comps = comparisons(results, baselines)
@@ -284,6 +427,7 @@ def render_markdown(results: pd.DataFrame, config: BaseModel | dict | None = Non
                 parts += [f"## {task}: {metric}", "", text, ""]
             if metric == PRIMARY_METRIC[task] and not comps.empty and task in set(comps.task):
                 parts += _comparison_section(comps, task)
+    parts += multitask_section(multitask_comparisons(results, baselines))
     if not saved.empty:
         parts += [
             "## Labels needed to match training from scratch on 100%",
@@ -307,6 +451,7 @@ def write_report(results: pd.DataFrame, out: Path, config: BaseModel | dict | No
                  baselines: tuple[str, ...] = BASELINES) -> Path:  # fmt: skip
     """Plots, ``summary.csv``, ``comparisons.csv``, ``report.md`` and a self-contained ``report.html``."""
     out = Path(out)
+    fusion_results, results = results, label_settings(results)
     summary = summarise(results)
     figures = [plot_label_efficiency(summary, out / "label_efficiency.png").name]
     curves_path = out / "curves.csv"
@@ -323,6 +468,7 @@ def write_report(results: pd.DataFrame, out: Path, config: BaseModel | dict | No
     for name, frame in (("summary.csv", summary), ("comparisons.csv", comparisons(results, baselines))):
         write_csv_atomic(frame, out / name)
     path = out / "report.md"
-    write_text_atomic(path, render_markdown(results, config, figures, cfg.get("headline_fraction"), baselines))
+    markdown = render_markdown(fusion_results, config, figures, cfg.get("headline_fraction"), baselines)
+    write_text_atomic(path, markdown)
     write_html(path)
     return path

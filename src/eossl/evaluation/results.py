@@ -3,7 +3,9 @@
 Version 1 (the foundation) had ``init, protocol, task, fraction, seed, metric, value, encoder,
 modality, num_labels, trainable_params, weight_decay`` (and ``k`` from the method zoo on); version 2
 adds ``head_params``, ``steps``, ``best_step`` and ``schema_version``, and ``trainable_params``
-counts encoder parameters only (the head's are in ``head_params``).
+counts encoder parameters only (the head's are in ``head_params``); version 3 adds ``fusion`` (how
+the modalities in ``modality``, e.g. ``s2+s1``, were fused: ``none``, ``early``, ``stems``,
+``late-concat``, ...) and ``missing`` (the modality blanked at test time, empty otherwise).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import pandas as pd
 
 from eossl.io import atomic_path
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 RESULT_COLUMNS = [
     "init",
     "protocol",
@@ -25,6 +27,8 @@ RESULT_COLUMNS = [
     "value",
     "encoder",
     "modality",
+    "fusion",
+    "missing",
     "num_labels",
     "trainable_params",
     "head_params",
@@ -63,7 +67,11 @@ def load_results(run: Path) -> pd.DataFrame:
             f"'{path}' has results schema version {max(versions)}; this eossl reads versions up to {SCHEMA_VERSION}"
         )
     extra = [c for c in frame.columns if c not in RESULT_COLUMNS]
-    return frame.reindex(columns=RESULT_COLUMNS + extra)
+    frame = frame.reindex(columns=RESULT_COLUMNS + extra)
+    for column, default in (("fusion", "none"), ("missing", "")):
+        values = frame[column].astype(object)
+        frame[column] = values.where(values.notna(), default)
+    return frame
 
 
 def _run_names(runs: list[Path]) -> list[str]:

@@ -13,6 +13,7 @@ from eossl.methods.hparams import METHOD_CONFIGS
 
 if TYPE_CHECKING:
     from eossl.methods.base import PretrainMethod
+    from eossl.methods.cross_modal import CrossModalMethod
 
 METHODS: dict[str, str] = {
     "simclr": "eossl.methods.simclr:SimCLR",
@@ -25,11 +26,14 @@ METHODS: dict[str, str] = {
     "vicreg": "eossl.methods.vicreg:VICReg",
     "swav": "eossl.methods.swav:SwAV",
     "mae": "eossl.methods.mae:MAE",
+    "seco": "eossl.methods.seco:SeCo",
+    "dual-simclr": "eossl.methods.cross_modal:DualSimCLR",
+    "mma": "eossl.methods.cross_modal:MMA",
 }
 assert set(METHODS) == set(METHOD_CONFIGS), "every method needs a config in hparams.py and a class"
 
 
-def method_class(name: str) -> type[PretrainMethod]:
+def method_class(name: str) -> type[PretrainMethod] | type[CrossModalMethod]:
     """The class of method ``name``; raises ``KeyError`` naming the known methods."""
     if name not in METHODS:
         raise KeyError(f"unknown method '{name}' (available: {', '.join(METHODS)})")

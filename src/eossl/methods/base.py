@@ -1,9 +1,11 @@
 """The shared base of pretraining methods: encoder, on-device views, schedules, optimiser.
 
-A method = pairing x objective x encoder. The base owns the encoder and the pairing by augmentation
-(:meth:`PretrainMethod.views`); a subclass adds its heads and writes ``training_step`` as the paper's
-pseudo-code. Health (collapse, rank, kNN) is watched from outside by
-:class:`eossl.methods.health.HealthMonitor`, so every method is monitored the same way.
+A method = pairing x objective x encoder. The base owns the encoder and the pairing
+(:meth:`PretrainMethod.views`): by augmentation (two augmentations of one scene) or, with
+``method.pairing: temporal``, temporal (the scene and another date of its place, each augmented);
+a subclass adds its heads and writes ``training_step`` as the paper's pseudo-code. Health (collapse,
+rank, kNN) is watched from outside by :class:`eossl.methods.health.HealthMonitor`, so every method is
+monitored the same way.
 """
 
 from __future__ import annotations
@@ -53,15 +55,43 @@ class PretrainMethod(L.LightningModule):
     def num_features(self) -> int:
         return int(self.encoder.num_features)
 
-    # -- pairing by augmentation -------------------------------------------------------------------
+    # -- pairing ------------------------------------------------------------------------------------
+    def scenes(self, batch: dict[str, torch.Tensor], count: int = 1) -> list[torch.Tensor]:
+        """The sample's scene and ``count - 1`` other dates of its place (keys ``s2``, ``s2@1``, ...),
+        in physical units with invalid values filled."""
+        name = self.modality_name
+        keys = [name] + [f"{name}@{k}" for k in range(1, count)]
+        missing = [k for k in keys if k not in batch]
+        if missing:
+            raise ConfigError(
+                f"'method.pairing': method '{self.hp['name']}' needs {count} scenes per place, but the batch has "
+                f"no {', '.join(repr(k) for k in missing)} (build the EODataModule with dates={count})"
+            )
+        x = torch.cat([batch[k] for k in keys])
+        check_input_bands(self.encoder, x, name)
+        filled = self.normalizer.fill_invalid({name: x})[name]
+        self.log("train/filled_values", float(self.normalizer.filled[name]), reduce_fx="max")
+        return list(filled.chunk(count))
+
+    def augmented(self, x: torch.Tensor, local: bool = False) -> torch.Tensor:
+        """One random augmentation of scenes ``x`` (global, or a multi-crop local view), normalised."""
+        return self.normalizer(self.augment({self.modality_name: x}, local=local))[self.modality_name]
+
     def views(self, batch: dict[str, torch.Tensor], count: int = 2, local: bool = True) -> list[torch.Tensor]:
-        """``count`` global views, then (if ``local``) ``augment.local_views`` small local views, all normalised."""
-        x = batch[self.modality_name]
-        check_input_bands(self.encoder, x, self.modality_name)
-        filled = self.normalizer.fill_invalid({self.modality_name: x})
-        self.log("train/filled_values", float(self.normalizer.filled[self.modality_name]), reduce_fx="max")
-        kinds = [False] * count + [True] * (self.augment.config.local_views if local else 0)
-        return [self.normalizer(self.augment(filled, local=is_local))[self.modality_name] for is_local in kinds]
+        """``count`` global views, then (if ``local``) ``augment.local_views`` small local views, all normalised.
+
+        With ``pairing: temporal`` the second global view is of another date of the place (``s2@1``);
+        the others, local views included, are of the sample's own scene.
+        """
+        temporal = self.hp.get("pairing") == "temporal" and count > 1
+        scenes = self.scenes(batch, 2 if temporal else 1)
+        sources = [scenes[0]] * count
+        if temporal:
+            sources[1] = scenes[1]
+        local_views = self.augment.config.local_views if local else 0
+        return [self.augmented(x) for x in sources] + [
+            self.augmented(scenes[0], local=True) for _ in range(local_views)
+        ]
 
     def projected_views(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """``z1, z2 = g(f(x1)), g(f(x2))``: two views through encoder and ``self.projection`` as one batch."""
@@ -94,7 +124,7 @@ class PretrainMethod(L.LightningModule):
         for student, teacher in pairs:
             update_momentum(student, teacher, momentum)
 
-    def log_loss(self, loss: torch.Tensor, **extra: float) -> None:
+    def log_loss(self, loss: torch.Tensor, **extra: float | torch.Tensor) -> None:
         self.log("train/loss", loss, prog_bar=True)
         for name, value in extra.items():
             self.log(f"train/{name}", value)

@@ -4,6 +4,8 @@ Each method has a typed config (selected by ``method.name``) whose defaults foll
 down where the paper's sizes assume ImageNet and 8 GPUs (hidden widths, queue and prototype counts;
 the comment beside each says what the paper used). ``recipe`` holds the method's defaults for other
 sections (augmentation, optimiser, encoder); they apply only to keys the user did not set.
+``pairing`` says where a method's two global views come from: two augmentations of one scene
+(``augment``), or the scene and another date of its place (``temporal``, each still augmented).
 This module is light (pydantic only) so configs validate without importing torch.
 """
 
@@ -11,7 +13,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Pairing = Literal["augment", "temporal"]
 
 
 class _MethodConfig(BaseModel):
@@ -20,6 +24,15 @@ class _MethodConfig(BaseModel):
     # which encoder of the trained module is the one to evaluate and export
     export: ClassVar[str] = "encoder"
     family: ClassVar[str] = ""
+    # trains on several co-registered modalities (``data.modalities``, anchor first), not ``data.modality``
+    cross_modal: ClassVar[bool] = False
+    name: str  # each method narrows it to its own literal (the tag of the config union)
+    pairing: Pairing = "augment"  # temporal: the second global view is another date of the same place
+
+    @property
+    def dates(self) -> int:
+        """Scenes of one place each training sample needs (``EODataModule(dates=...)``)."""
+        return 2 if self.pairing == "temporal" else 1
 
 
 class SimCLRConfig(_MethodConfig):
@@ -152,6 +165,62 @@ class MAEConfig(_MethodConfig):
     decoder_depth: int = Field(2, gt=0)  # paper: 8
     decoder_heads: int = Field(4, gt=0)  # paper: 16
 
+    @field_validator("pairing")
+    @classmethod
+    def _one_view(cls, value: str) -> str:
+        if value != "augment":
+            raise ValueError(
+                f"MAE reconstructs one view of one scene, so it has no positive pair to take from another date; "
+                f"use pairing 'augment' (got '{value}'), or a two-view method (e.g. moco-v2, seco) for 'temporal'"
+            )
+        return value
+
+
+class SeCoConfig(_MethodConfig):
+    """SeCo: MoCo v2 with other seasons of a place as positives, in 1 or 3 embedding subspaces."""
+
+    family: ClassVar[str] = "contrastive"
+    name: Literal["seco"] = "seco"
+    pairing: Literal["temporal"] = "temporal"  # SeCo's positives are other dates by definition
+    heads: Literal[1, 3] = 3  # 3: subspaces invariant to both / to season / to augmentation; 1: MoCo-TP
+    temperature: float = Field(0.2, gt=0)  # paper's code: 0.07; MoCo v2's 0.2 is kept as for moco-v2
+    queue_size: int = Field(4096, gt=0)  # paper: 16384; one queue per subspace
+    momentum: float = Field(0.99, ge=0, le=1)  # paper: 0.999; see moco-v2
+    hidden_dim: int = Field(512, gt=0)  # paper: 512 (ResNet-18), 2048 (ResNet-50)
+    projection_dim: int = Field(128, gt=0)  # paper: 128
+
+    @property
+    def dates(self) -> int:
+        """Three scenes per place with three subspaces (query season and two others), else two."""
+        return 3 if self.heads == 3 else 2
+
+
+class _CrossModalConfig(_MethodConfig):
+    """Positives are co-located patches of other modalities (same place and date), not augmentations."""
+
+    family: ClassVar[str] = "cross-modal"
+    cross_modal: ClassVar[bool] = True
+    pairing: Literal["modality"] = "modality"  # the positive of a patch is the same patch seen by another sensor
+    objective: Literal["nt-xent", "vicreg", "barlow-twins"] = "nt-xent"  # the loss between two modalities
+    encoders: Literal["separate", "shared"] = "separate"  # shared: one trunk with a stem per modality
+    augment: bool = False  # the same random crop/flip/rotation for every modality of a sample
+    sensor_dropout: float = Field(0.0, ge=0, le=1)  # > 0: + objective(two fused views of random modality subsets)
+    temperature: float = Field(0.2, gt=0)  # nt-xent only; as simclr here
+    hidden_dim: int = Field(512, gt=0)
+    projection_dim: int = Field(128, gt=0)
+
+
+class DualSimCLRConfig(_CrossModalConfig):
+    """Dual-SimCLR for N modalities: one encoder and head per modality, the objective over modality pairs."""
+
+    name: Literal["dual-simclr"] = "dual-simclr"
+
+
+class MMAConfig(_CrossModalConfig):
+    """Multi-modal alignment: the objective between the same cells of two modalities' feature maps."""
+
+    name: Literal["mma"] = "mma"
+
 
 METHOD_CONFIGS: dict[str, type[_MethodConfig]] = {
     c.model_fields["name"].default: c
@@ -166,6 +235,9 @@ METHOD_CONFIGS: dict[str, type[_MethodConfig]] = {
         VICRegConfig,
         SwAVConfig,
         MAEConfig,
+        SeCoConfig,
+        DualSimCLRConfig,
+        MMAConfig,
     )
 }
 
@@ -179,6 +251,9 @@ AnyMethodConfig = Annotated[
     | BarlowTwinsConfig
     | VICRegConfig
     | SwAVConfig
-    | MAEConfig,
+    | MAEConfig
+    | SeCoConfig
+    | DualSimCLRConfig
+    | MMAConfig,
     Field(discriminator="name"),
 ]

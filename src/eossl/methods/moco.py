@@ -21,6 +21,21 @@ from lightly.models.modules import MoCoProjectionHead
 from eossl.methods.base import PretrainMethod
 
 
+@torch.no_grad()
+def ring_enqueue(queue: torch.Tensor, pointer: torch.Tensor, keys: torch.Tensor) -> None:
+    """Replace the oldest rows of ``queue`` (a ring buffer, next slot at ``pointer``) with ``keys``, in place."""
+    n, size = len(keys), len(queue)
+    positions = (pointer + torch.arange(n, device=keys.device)) % size
+    queue[positions] = keys.to(queue.dtype)
+    pointer.copy_((pointer + n) % size)
+
+
+def info_nce(q: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor, temperature: float) -> torch.Tensor:
+    """MoCo's InfoNCE: normalised queries ``q`` [N, D] against their positive key [N, D] and ``negatives`` [K, D]."""
+    logits = torch.cat([(q * positive).sum(dim=1, keepdim=True), q @ negatives.to(q.dtype).T], dim=1) / temperature
+    return F.cross_entropy(logits.float(), torch.zeros(len(q), dtype=torch.long, device=q.device))
+
+
 class MoCoV2(PretrainMethod):
     def __init__(self, config: dict[str, Any], modality: dict[str, Any], stats: dict[str, list[float]]) -> None:
         super().__init__(config, modality, stats)
@@ -30,13 +45,9 @@ class MoCoV2(PretrainMethod):
         self.register_buffer("queue", F.normalize(torch.randn(hp["queue_size"], hp["projection_dim"]), dim=1))
         self.register_buffer("queue_pointer", torch.zeros((), dtype=torch.long))
 
-    @torch.no_grad()
     def enqueue(self, keys: torch.Tensor) -> None:
         """Replace the oldest keys of the queue (a ring buffer) with this batch's keys."""
-        n, size = len(keys), len(self.queue)
-        positions = (self.queue_pointer + torch.arange(n, device=keys.device)) % size
-        self.queue[positions] = keys.to(self.queue.dtype)
-        self.queue_pointer.copy_((self.queue_pointer + n) % size)
+        ring_enqueue(self.queue, self.queue_pointer, keys)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x_q, x_k = self.views(batch)
@@ -46,10 +57,7 @@ class MoCoV2(PretrainMethod):
         )
         with torch.no_grad():
             k = F.normalize(self.momentum_projection(self.momentum_encoder(x_k)), dim=1)
-        positive = (q * k).sum(dim=1, keepdim=True)
-        negatives = q @ self.queue.clone().to(q.dtype).T
-        logits = torch.cat([positive, negatives], dim=1) / self.hp["temperature"]
-        loss = F.cross_entropy(logits.float(), torch.zeros(len(q), dtype=torch.long, device=q.device))
+        loss = info_nce(q, k, self.queue.clone(), self.hp["temperature"])
         self.enqueue(k)
         self.log_loss(loss)
         return loss

@@ -5,7 +5,7 @@ from __future__ import annotations
 import resource
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import lightning as L
@@ -16,8 +16,9 @@ from lightning.pytorch.loggers import CSVLogger
 
 from eossl.config import ConfigError, PretrainConfig, dump_config
 from eossl.data.datamodule import EODataModule, StoreDataset
+from eossl.data.modality import Modality
 from eossl.data.normalize import BandNormalizer
-from eossl.data.store import write_json_atomic
+from eossl.data.store import SampleStore, write_json_atomic
 from eossl.errors import EmbeddingCollapseError
 from eossl.methods import method_class
 from eossl.methods.health import HealthMonitor, KnnData
@@ -26,8 +27,8 @@ from eossl.models.encoders import encoder_from_config
 from eossl.training import quiet_lightning, resolve_precision
 
 
-def _knn_data(dm: EODataModule, cfg: PretrainConfig) -> KnnData | None:
-    """Labelled bank (train) and queries (val) for the online kNN, when the store has labels."""
+def _knn_data(dm: EODataModule, cfg: PretrainConfig, modality: str) -> KnnData | None:
+    """Labelled bank (train) and queries (val) of ``modality`` for the online kNN, when the store has labels."""
     if "label" not in dm.store.table.columns or len(dm.splits["val"]) == 0:
         return None
     rng = np.random.default_rng(cfg.seed)
@@ -35,11 +36,41 @@ def _knn_data(dm: EODataModule, cfg: PretrainConfig) -> KnnData | None:
     for split, size in (("train", cfg.health.knn_bank_size), ("val", cfg.health.knn_query_size)):
         members = dm.splits[split]
         chosen = np.sort(rng.choice(members, size=min(size, len(members)), replace=False))
-        parts[split] = StoreDataset(dm.store, chosen, [cfg.data.modality], ["label"], dm.arrays).__getitems__(
+        parts[split] = StoreDataset(dm.store, chosen, [modality], ["label"], dm.arrays).__getitems__(
             list(range(len(chosen)))
         )
-    m = cfg.data.modality
-    return KnnData(parts["train"][m], parts["train"]["label"], parts["val"][m], parts["val"]["label"])
+    train, val = parts["train"], parts["val"]
+    return KnnData(train[modality], train["label"], val[modality], val["label"])
+
+
+def pretrain_modalities(cfg: PretrainConfig, store: SampleStore) -> list[Modality]:
+    """The store modalities a run trains on: ``data.modality``, or for cross-modal methods
+    ``data.modalities`` (anchor first); a :class:`ConfigError` naming the key otherwise."""
+    method = cfg.method.name
+    cross_modal = sorted(n for n, c in METHOD_CONFIGS.items() if c.cross_modal)
+    if METHOD_CONFIGS[method].cross_modal:
+        key, names = "data.modalities", cfg.data.modalities or []
+        if len(names) < 2 or len(set(names)) != len(names):
+            raise ConfigError(
+                f"'data.modalities': method '{method}' pairs co-registered modalities, so it needs at least 2 distinct "
+                f"ones of the store (it has: {', '.join(store.modalities)}), e.g. [s2, s1]; got {cfg.data.modalities}"
+            )
+    elif cfg.data.modalities is not None:
+        raise ConfigError(
+            f"'data.modalities': method '{method}' trains on one modality, set by 'data.modality'; "
+            f"data.modalities is for the cross-modal methods ({', '.join(cross_modal)})"
+        )
+    else:
+        key, names = "data.modality", [cfg.data.modality]
+    for name in names:
+        if name not in store.modalities:
+            raise ConfigError(
+                f"'{key}': store '{store.path}' has no modality '{name}' (it has: {', '.join(store.modalities)})"
+            )
+        modality = store.modalities[name]
+        if not modality.continuous:
+            raise ConfigError(f"'{key}': '{name}' is {modality.kind}; pretraining needs image bands")
+    return [store.modalities[n] for n in names]
 
 
 def _proc_status_mb(field: str) -> float | None:
@@ -83,9 +114,11 @@ def run_pretrain(cfg: PretrainConfig) -> Path:
     """
     quiet_lightning()
     L.seed_everything(cfg.seed, verbose=False)
+    store = SampleStore(cfg.data.store)
+    modalities = pretrain_modalities(cfg, store)
     dm = EODataModule(
-        cfg.data.store,
-        [cfg.data.modality],
+        store,
+        [m.name for m in modalities],
         targets=[],
         batch_size=cfg.data.batch_size,
         num_workers=cfg.data.num_workers,
@@ -93,19 +126,26 @@ def run_pretrain(cfg: PretrainConfig) -> Path:
         test=cfg.data.test,
         split_seed=cfg.data.split_seed,
         in_memory=cfg.data.in_memory,
+        dates=cfg.method.dates,  # temporal pairing: each sample brings other dates of its place
+        seed=cfg.seed,
     )
-    modality = dm.store.modalities[cfg.data.modality]
-    if not modality.continuous:
-        raise ConfigError(f"'data.modality': '{modality.name}' is {modality.kind}; pretraining needs image bands")
-    cfg = cfg.model_copy(update={"encoder": cfg.encoder.with_img_size(dm.arrays[modality.name].shape[-1])})
+    modality = modalities[0]  # the anchor of cross-modal methods: health, online kNN, default export
+    sizes = {m.name: tuple(store.array(m.name).shape[-2:]) for m in modalities}
+    if len(set(sizes.values())) > 1:
+        raise ConfigError(f"'data.modalities': co-registered modalities need patches of one size, got {sizes}")
+    cfg = cfg.model_copy(update={"encoder": cfg.encoder.with_img_size(sizes[modality.name][-1])})
     if cfg.resume is not None and not Path(cfg.resume).exists():
         raise ConfigError(f"'resume': checkpoint '{cfg.resume}' does not exist")
-    model = method_class(cfg.method.name)(cfg.model_dump(mode="json"), asdict(modality), dm.store.stats[modality.name])
+    if METHOD_CONFIGS[cfg.method.name].cross_modal:
+        stats = {m.name: store.stats[m.name] for m in modalities}
+        model = method_class(cfg.method.name)(cfg.model_dump(mode="json"), [asdict(m) for m in modalities], stats)
+    else:
+        model = method_class(cfg.method.name)(cfg.model_dump(mode="json"), asdict(modality), store.stats[modality.name])
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     dump_config(cfg, out / "config.yaml")
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0)
-    health = HealthMonitor(cfg.health.model_dump(), _knn_data(dm, cfg))
+    health = HealthMonitor(cfg.health.model_dump(), _knn_data(dm, cfg, modality.name))
     progress = [TQDMProgressBar(refresh_rate=10)] if cfg.trainer.progress_bar else []
     first_step = {"step": 0}  # where training starts: above 0 when resuming
     on_start = LambdaCallback(on_train_start=lambda trainer, _: first_step.update(step=trainer.global_step))
@@ -128,10 +168,13 @@ def run_pretrain(cfg: PretrainConfig) -> Path:
     trainer.fit(model, datamodule=dm, ckpt_path=cfg.resume)
     seconds = time.perf_counter() - start
     samples = (trainer.global_step - first_step["step"]) * cfg.data.batch_size
+    normalizers = getattr(model, "normalizers", {modality.name: model.normalizer})
+    filled = {name: count for n in normalizers.values() for name, count in n.filled.items()}
     summary = {
         "method": cfg.method.name,
         "encoder": cfg.encoder.name,
         "modality": modality.name,
+        "modalities": [m.name for m in modalities],
         "steps": trainer.global_step,
         "epochs": trainer.current_epoch,
         "seconds": round(seconds, 1),
@@ -140,14 +183,14 @@ def run_pretrain(cfg: PretrainConfig) -> Path:
         **_memory_mb(model.device, rss_before, reset),
         "final_loss": float(trainer.callback_metrics.get("train/loss", float("nan"))),
         "health": health.summary(),
-        "filled_nonfinite_values": model.normalizer.filled,
+        "filled_nonfinite_values": filled,
         "device": str(model.device),
         "precision": str(trainer.precision),
         "checkpoint": str(out / "checkpoints" / "last.ckpt"),
     }
     write_json_atomic(out / "summary.json", summary)
-    if any(model.normalizer.filled.values()):
-        print(f"warning: filled {model.normalizer.filled} non-finite input values with band means (see summary.json)")
+    if any(filled.values()):
+        print(f"warning: filled {filled} non-finite input values with band means (see summary.json)")
     if health.stop_reason:
         raise EmbeddingCollapseError(f"pretraining stopped: {health.stop_reason} (details in {out / 'summary.json'})")
     return out / "checkpoints" / "last.ckpt"
@@ -155,34 +198,86 @@ def run_pretrain(cfg: PretrainConfig) -> Path:
 
 @dataclass
 class PretrainedEncoder:
-    """An encoder rebuilt from a pretraining checkpoint, with what is needed to feed it."""
+    """An encoder rebuilt from a pretraining checkpoint, with what is needed to feed it.
+
+    ``modality`` names its input (a store modality, or ``"s2+s1"`` for the stacked input of a stem-fused
+    encoder); ``modalities`` are the store modalities that input stacks, in order.
+    """
 
     encoder: torch.nn.Module
     normalizer: BandNormalizer
     modality: str
     method: str
     encoder_config: dict
+    modalities: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.modalities = self.modalities or self.modality.split("+")
 
     @property
     def encoder_name(self) -> str:
         return self.encoder_config["name"]
 
 
-def load_pretrained_encoder(checkpoint: str | Path) -> PretrainedEncoder:
-    """Rebuild the encoder (for DINO: the teacher) and its input normalisation from a pretraining checkpoint."""
-    path = Path(checkpoint)
+def _hyperparameters(path: Path) -> tuple[dict, dict]:
+    """The checkpoint's saved constructor arguments (config, modality or modalities, stats) and state dict."""
     if not path.exists():
         raise FileNotFoundError(f"checkpoint '{path}' does not exist")
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    try:
-        hp = ckpt["hyper_parameters"]
-        cfg, modality, stats = hp["config"], hp["modality"], hp["stats"]
-    except KeyError as exc:
-        raise ValueError(f"checkpoint '{path}' was not written by eossl pretrain (missing {exc})") from None
+    hp = ckpt.get("hyper_parameters", {})
+    needed = ["config", "modalities" if "modalities" in hp else "modality", "stats"]
+    missing = [k for k in needed if k not in hp] + [k for k in ["state_dict"] if k not in ckpt]
+    if missing:
+        raise ValueError(f"checkpoint '{path}' was not written by eossl pretrain (missing {', '.join(missing)})")
+    return hp, ckpt["state_dict"]
+
+
+def _cross_modal_encoders(hp: dict, state: dict) -> dict[str, PretrainedEncoder]:
+    cfg, stats = hp["config"], hp["stats"]
+    method = cfg["method"]["name"]
+    cfg = {**cfg, "encoder": {**cfg["encoder"], "weights_file": None}}  # every weight is in the checkpoint
+    model = method_class(method)(cfg, hp["modalities"], stats)
+    model.load_state_dict(state)
+    out = {}
+    for name, encoder in model.modality_encoders().items():
+        parts = name.split("+")
+        joined = {k: [v for p in parts for v in stats[p][k]] for k in ("mean", "std")}
+        normalizer = BandNormalizer({name: joined}, [name])
+        out[name] = PretrainedEncoder(encoder.eval(), normalizer, name, method, dict(cfg["encoder"]), parts)
+    return out
+
+
+def load_pretrained_encoders(checkpoint: str | Path) -> dict[str, PretrainedEncoder]:
+    """Every encoder of a pretraining checkpoint, by the input it takes, with its input normalisation.
+
+    Single-modality methods: ``{modality: encoder}`` (for DINO the teacher). Cross-modal methods: one
+    ordinary encoder per modality, anchor first (``encoders: shared``: the shared trunk with that
+    modality's stem); with shared encoders also the stem-fused encoder under ``"s2+s1"`` (the modalities
+    joined by ``+``), fed the stacked modalities normalised with their concatenated statistics.
+    """
+    path = Path(checkpoint)
+    hp, state = _hyperparameters(path)
+    if "modalities" in hp:
+        return _cross_modal_encoders(hp, state)
+    cfg, modality, stats = hp["config"], hp["modality"], hp["stats"]
     method = cfg["method"]["name"]
     prefix = METHOD_CONFIGS[method].export + "." if method in METHOD_CONFIGS else "encoder."
     encoder = encoder_from_config(cfg["encoder"], len(modality["bands"]))
-    state = {k.removeprefix(prefix): v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-    encoder.load_state_dict(state)
+    encoder.load_state_dict({k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)})
     normalizer = BandNormalizer({modality["name"]: stats}, [modality["name"]])
-    return PretrainedEncoder(encoder.eval(), normalizer, modality["name"], method, dict(cfg["encoder"]))
+    pretrained = PretrainedEncoder(encoder.eval(), normalizer, modality["name"], method, dict(cfg["encoder"]))
+    return {modality["name"]: pretrained}
+
+
+def load_pretrained_encoder(checkpoint: str | Path, modality: str | None = None) -> PretrainedEncoder:
+    """Rebuild one encoder (for DINO: the teacher) and its input normalisation from a pretraining checkpoint.
+
+    ``modality``: which input, for cross-modal checkpoints (see :func:`load_pretrained_encoders`); None
+    gives the checkpoint's modality, or the anchor (the first of ``data.modalities``).
+    """
+    encoders = load_pretrained_encoders(checkpoint)
+    if modality is None:
+        return next(iter(encoders.values()))
+    if modality not in encoders:
+        raise KeyError(f"checkpoint '{checkpoint}' has no encoder for '{modality}' (it has: {', '.join(encoders)})")
+    return encoders[modality]

@@ -39,7 +39,8 @@ class SpectralAdapter(nn.Module):
 
 
 class AdaptedEncoder(nn.Module):
-    """``encoder(adapter(x))``; keeps the encoder's ``num_features``, ``eossl_in_chans``, ``forward_intermediates``."""
+    """``encoder(adapter(x))``; keeps the encoder's ``num_features``, ``eossl_in_chans``, ``forward_intermediates``
+    and ``forward_head``."""
 
     def __init__(self, adapter: nn.Module, encoder: nn.Module) -> None:
         super().__init__()
@@ -50,6 +51,8 @@ class AdaptedEncoder(nn.Module):
             self.eossl_in_chans = encoder.eossl_in_chans
         if hasattr(encoder, "forward_intermediates"):  # so that hasattr() tells dense decoders the truth
             self.forward_intermediates = self._forward_intermediates
+        if hasattr(encoder, "forward_head"):  # pools forward_intermediates' final map like forward()
+            self.forward_head = encoder.forward_head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(self.adapter(x))

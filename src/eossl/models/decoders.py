@@ -22,6 +22,22 @@ def feature_pyramid(encoder: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
     return encoder.forward_intermediates(x, intermediates_only=True)
 
 
+def pyramid_and_pooled(encoder: nn.Module, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The feature pyramid (as :func:`feature_pyramid`) and the pooled features (as ``encoder(x)``) of ``x``.
+
+    One pass where the encoder allows it: timm's ``forward_intermediates(x, intermediates_only=False)``
+    returns the final feature map beside the pyramid, and ``forward_head(final, pre_logits=True)`` pools
+    it as ``encoder(x)`` does (the encoders have no classifier). Encoders without ``forward_head`` (the
+    late-fusion wrappers of :mod:`eossl.models.fusion`, for example) take two calls instead.
+    """
+    if hasattr(encoder, "forward_intermediates") and hasattr(encoder, "forward_head"):
+        out = encoder.forward_intermediates(x, intermediates_only=False)
+        if isinstance(out, tuple) and len(out) == 2:
+            final, pyramid = out
+            return list(pyramid), encoder.forward_head(final, pre_logits=True)
+    return feature_pyramid(encoder, x), encoder(x)
+
+
 class PyramidDecoder(nn.Module):
     """Sum of 1x1-projected pyramid levels at the finest resolution, 3x3 refinement, per-pixel classifier."""
 

@@ -248,3 +248,10 @@ class EarlyFusionEncoder(nn.Module):
 
     def forward_intermediates(self, x: torch.Tensor, intermediates_only: bool = True) -> list[torch.Tensor]:
         return self.encoder.forward_intermediates(self._fill(x), intermediates_only=intermediates_only)
+
+
+def set_sensor_dropout(encoder: nn.Module, probability: float) -> None:
+    """Set the sensor dropout of every fusion module inside ``encoder`` (acts in training mode only)."""
+    for module in encoder.modules():
+        if isinstance(module, (ModalityStems, LateFusionEncoder, EarlyFusionEncoder)):
+            module.sensor_dropout = probability
