@@ -167,6 +167,21 @@ def demo(
     _guarded(lambda: run_demo(out, quick=quick, log=typer.echo))
 
 
+study_app = typer.Typer(help="Multi-stage studies that produce the README's evidence tables.", no_args_is_help=True)
+app.add_typer(study_app, name="study")
+
+
+@study_app.command("multimodal")
+def study_multimodal(
+    out: Path = typer.Option(Path("runs/multimodal"), help="study folder (an interrupted study resumes)"),
+    quick: bool = typer.Option(False, "--quick", help="tiny settings, a few minutes"),
+) -> None:
+    """Dual-SimCLR vs SimCLR vs random, the modality-fusion table, multi-task vs single-task."""
+    from eossl.studies.multimodal import run_multimodal_study
+
+    _guarded(lambda: run_multimodal_study(out, "quick" if quick else "full", log=typer.echo))
+
+
 @app.command()
 def bench(
     quick: bool = typer.Option(False, "--quick", help="small sizes (seconds)"),

@@ -451,6 +451,7 @@ def write_report(results: pd.DataFrame, out: Path, config: BaseModel | dict | No
                  baselines: tuple[str, ...] = BASELINES) -> Path:  # fmt: skip
     """Plots, ``summary.csv``, ``comparisons.csv``, ``report.md`` and a self-contained ``report.html``."""
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     fusion_results, results = results, label_settings(results)
     summary = summarise(results)
     figures = [plot_label_efficiency(summary, out / "label_efficiency.png").name]

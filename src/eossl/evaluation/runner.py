@@ -348,7 +348,7 @@ class _Grid:
             self.rows.append(
                 {
                     "init": init, "protocol": protocol, "task": task, "fraction": fraction, "seed": seed,
-                    "metric": metric, "value": value, "modality": self.modality, "fusion": self.fusion,
+                    "metric": metric, "value": value, "modality": self.modality, "fusion": self.fusion, "missing": "",
                     "schema_version": SCHEMA_VERSION, **extra,
                 }
             )  # fmt: skip
