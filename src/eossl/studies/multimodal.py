@@ -57,6 +57,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "fusion_seeds": [0, 1],
         "fractions": [0.01, 0.1, 1.0],
         "multitask_fractions": [0.1, 1.0],
+        "fusion_candidates": ["s2", "s1", "dem", "meta"],
+        "fusion_sizes": [1, 2, 3],
     },
     "quick": {
         "synth": SynthSpec(num_locations=150, seasons=4, patch_size=32, seed=0),
@@ -71,7 +73,20 @@ PRESETS: dict[str, dict[str, Any]] = {
         "fusion_seeds": [0],
         "fractions": [0.1, 1.0],
         "multitask_fractions": [1.0],
+        "fusion_candidates": ["s2", "s1", "dem", "meta"],
+        "fusion_sizes": [1, 2, 3],
     },
+}
+# the test suite's preset: the same stages on the smallest settings that still exercise every code path
+PRESETS["test"] = {
+    **PRESETS["quick"],
+    "synth": SynthSpec(num_locations=40, seasons=4, patch_size=32, seed=0),
+    "pretrain": {**PRESETS["quick"]["pretrain"], "trainer": {"max_steps": 2, "max_epochs": 1000}},
+    "trained": {"min_steps": 1, "max_steps": 1, "batch_size": 16, "validations": 1, "patience": 0},
+    "fusion_trained": {"min_steps": 1, "max_steps": 1, "batch_size": 16, "validations": 1, "patience": 0},
+    "fractions": [0.5, 1.0],
+    "fusion_candidates": ["s2", "s1", "meta"],
+    "fusion_sizes": [1, 2],
 }
 
 
@@ -127,7 +142,7 @@ def run_multimodal_study(out: Path, preset: str = "full", log: Callable[[str], N
     merged, _ = merge_runs([out / "eval-simclr", out / "eval-dual-simclr"])
     efficiency = _label_efficiency(merged.drop(columns=["run"]), out / "label-efficiency")
     log("(b) modality-combination sweep")
-    fusion = {"candidates": ["s2", "s1", "dem", "meta"], "sizes": [1, 2, 3], "modes": ["early", "late-concat"],
+    fusion = {"candidates": p["fusion_candidates"], "sizes": p["fusion_sizes"], "modes": ["early", "late-concat"],
               "metadata": ["season", "climate_zone"], "sensor_dropout": 0.25, "missing_at_test": ["s1"]}  # fmt: skip
     fusion_results = _evaluate(out / "fusion", store, {
         "modalities": "auto", "fusion": fusion, "inits": ["random"], "tasks": ["multi-label", "segmentation"],
