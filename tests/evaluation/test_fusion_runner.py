@@ -90,3 +90,28 @@ def test_fusion_plan_errors(small_store, tmp_path):
         run_evaluate(_config(small_store, tmp_path / "c", modalities=["s2+meta"], fusion={"metadata": ["label"]}))
     with pytest.raises(ConfigError, match=r"'lulc' is categorical"):
         run_evaluate(_config(small_store, tmp_path / "d", modalities=["s2+lulc"]))
+
+
+@pytest.mark.slow
+def test_a_shared_cross_modal_checkpoint_evaluates_alone_with_stems_and_late(small_store, tmp_path):
+    from eossl.config import PretrainConfig
+    from eossl.methods.pretrain import run_pretrain
+
+    pretrain = validate_config(PretrainConfig, {
+        "out": str(tmp_path / "pre"), "data": {"store": str(small_store), "batch_size": 16, "modalities": ["s2", "s1"]},
+        "encoder": {"name": "test_resnet"}, "method": {"name": "dual-simclr", "encoders": "shared", "hidden_dim": 32,
+                                                      "projection_dim": 16},
+        "trainer": {"max_steps": 2, "progress_bar": False}, "health": {"knn_every_n_steps": 0}})  # fmt: skip
+    checkpoint = run_pretrain(pretrain)
+    logs: list[str] = []
+    cfg = _config(small_store, tmp_path / "ev", checkpoint=str(checkpoint), inits=["checkpoint"],
+                  tasks=["single-label"], modalities=["s2", "s1", "s2+s1", "s2+dem"],
+                  fusion={"modes": ["stems", "early", "late-sum"]})  # fmt: skip
+    results = run_evaluate(cfg, log=logs.append)
+    linear = results[(results.protocol == "linear") & (results.metric == "accuracy")]
+    assert set(zip(linear.modality, linear.fusion, strict=True)) == {
+        ("s2", "none"), ("s1", "none"), ("s2+s1", "stems"), ("s2+s1", "late-sum")}  # fmt: skip
+    assert set(linear.init) == {"dual-simclr"}
+    # what the checkpoint cannot provide is skipped with the reason in the log
+    assert any("s2+s1 early" in line and "fusion mode 'stems'" in line for line in logs)
+    assert any("s2+dem" in line and "no encoder for dem" in line for line in logs)
