@@ -52,7 +52,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "health": {"knn_every_n_steps": 200},
         },
         "trained": {"min_steps": 40, "max_steps": 40, "batch_size": 32, "validations": 4, "patience": 0},
-        "fusion_trained": {"min_steps": 60, "max_steps": 60, "batch_size": 64, "validations": 3, "patience": 0},
+        "fusion_trained": {"min_steps": 40, "max_steps": 40, "batch_size": 64, "validations": 2, "patience": 0},
         "seeds": [0, 1, 2],
         "fusion_seeds": [0, 1],
         "fractions": [0.01, 0.1, 1.0],
