@@ -273,6 +273,7 @@ class _Grid:
             for split, idx in self.splits.items():
                 self.data[split][METADATA_MODALITY] = torch.from_numpy(constant_planes(values[idx], size))
         self.modality, self.fusion, self.combo = "", "none", ()
+        self._blanked: dict[tuple[str, str, str], torch.Tensor] = {}
         labels = self.store.table["label"].to_numpy()
         self.num_classes = len(self.store.class_names) or int(labels.max()) + 1
         # Every (fraction, seed) subset is drawn up front, so a bad fraction fails before any training.
@@ -307,14 +308,22 @@ class _Grid:
         return [m for m in self.cfg.fusion.missing_at_test if len(self.combo) > 1 and m in self.combo]
 
     def blanked(self, split: str, absent: str) -> torch.Tensor:
-        """The split's stacked input with modality ``absent`` missing (NaN) for every sample."""
+        """The split's stacked input with modality ``absent`` missing (NaN) for every sample (built once
+        per combination)."""
+        key = (self.modality, split, absent)
+        if key not in self._blanked:
+            self._blanked[key] = self._blank(split, absent)
+        return self._blanked[key]
+
+    def _blank(self, split: str, absent: str) -> torch.Tensor:
         x = self.data[split][self.modality].clone()
         start = sum(self.modalities[m].num_bands for m in self.combo[: self.combo.index(absent)])
         x[:, start : start + self.modalities[absent].num_bands] = float("nan")
         return x
 
     def release(self, combo: tuple[str, ...]) -> None:
-        """Free the stacked copy of a combination."""
+        """Free the stacked copy of a combination (and its blanked copies)."""
+        self._blanked.clear()
         if len(combo) > 1:
             for split in self.data:
                 self.data[split].pop("+".join(combo), None)
@@ -428,23 +437,33 @@ class _Grid:
                 pcfg, mode, accelerator=self.cfg.accelerator, seed=seed, adapter_options=options,
             )  # fmt: skip
             outputs = predict(result.model, self.data["test"][self.modality], self.device)
-            test = task.metrics(outputs, self.data["test"][task.target], self.num_classes)
+            degraded = {a: predict(result.model, self.blanked("test", a), self.device) for a in self.missing_at_test()}
             extra = {
                 "encoder": encoder_name, "num_labels": len(subset), "trainable_params": result.trainable_encoder_params,
                 "head_params": result.head_params, "steps": result.steps, "best_step": result.best_step,
             }  # fmt: skip
-            self.add(init, protocol, task.name, fraction, seed, test, **extra)
-            for absent in self.missing_at_test():
-                degraded = predict(result.model, self.blanked("test", absent), self.device)
-                metrics = task.metrics(degraded, self.data["test"][task.target], self.num_classes)
-                self.add(init, protocol, task.name, fraction, seed, metrics, missing=absent, **extra)
-            for point in result.history:
-                self.curves.append(
-                    {"init": init, "protocol": protocol, "task": task.name, "fraction": fraction, "seed": seed,
-                     "metric": task.primary, **point}
-                )  # fmt: skip
-            if task.dense and seed == self.cfg.seeds[0] and fraction == max(pcfg.fractions or self.cfg.fractions):
-                self.save_predictions(task, f"{protocol}-{init}", outputs)
+            last = max(pcfg.fractions or self.cfg.fractions)
+            self.record(init, protocol, task, fraction, seed, outputs, degraded, result.history, extra, last)
+
+    def record(
+        self, init: str, protocol: str, task: Task, fraction: float, seed: int, outputs: torch.Tensor,
+        degraded: dict[str, torch.Tensor], curve: list[dict], extra: dict, last_fraction: float,
+    ) -> None:  # fmt: skip
+        """One trained model's results on ``task``: test rows, rows with a modality missing (``degraded``:
+        modality -> outputs), its learning curve and, for dense tasks, prediction maps (first seed, largest
+        fraction)."""
+        target = self.data["test"][task.target]
+        self.add(init, protocol, task.name, fraction, seed, task.metrics(outputs, target, self.num_classes), **extra)
+        for absent, out in degraded.items():
+            metrics = task.metrics(out, target, self.num_classes)
+            self.add(init, protocol, task.name, fraction, seed, metrics, missing=absent, **extra)
+        for point in curve:
+            self.curves.append(
+                {"init": init, "protocol": protocol, "task": task.name, "fraction": fraction, "seed": seed,
+                 "metric": task.primary, **point}
+            )  # fmt: skip
+        if task.dense and seed == self.cfg.seeds[0] and fraction == last_fraction:
+            self.save_predictions(task, f"{protocol}-{init}", outputs)
 
     def multitask(
         self,
@@ -488,19 +507,9 @@ class _Grid:
                         "head_params": result.head_params[task.name], "steps": result.steps,
                         "best_step": result.best_step,
                     }  # fmt: skip
-                    target = self.data["test"][task.target]
-                    metrics = task.metrics(outputs[task.name], target, self.num_classes)
-                    self.add(init, protocol, task.name, fraction, seed, metrics, **extra)
-                    for absent, out in degraded.items():
-                        metrics = task.metrics(out[task.name], target, self.num_classes)
-                        self.add(init, protocol, task.name, fraction, seed, metrics, missing=absent, **extra)
-                    for point in result.curves[task.name]:
-                        self.curves.append(
-                            {"init": init, "protocol": protocol, "task": task.name, "fraction": fraction,
-                             "seed": seed, "metric": task.primary, **point}
-                        )  # fmt: skip
-                    if task.dense and seed == self.cfg.seeds[0] and fraction == max(fractions):
-                        self.save_predictions(task, f"{protocol}-{init}", outputs[task.name])
+                    lost = {absent: out[task.name] for absent, out in degraded.items()}
+                    self.record(init, protocol, task, fraction, seed, outputs[task.name], lost,
+                                result.curves[task.name], extra, max(fractions))  # fmt: skip
                 weights = ", ".join(f"{t} {w:.3g}" for t, w in result.loss_weights.items())
                 log(f"  {self.modality:<14} {init:<12} {protocol:<16} {fraction:g} seed {seed}: loss weights {weights}")
 
