@@ -27,7 +27,6 @@ from eossl.config import DataConfig, EvaluateConfig, FinetuneProtocolConfig
 from eossl.data.synth.generator import SynthSpec, synthesize_store
 from eossl.evaluation.runner import run_evaluate
 from eossl.methods import METHODS
-from eossl.methods.hparams import METHOD_CONFIGS
 
 CELLS = [("linear", 0.01), ("linear", 0.1), ("knn", 0.01), ("knn", 0.1)]
 
@@ -39,7 +38,7 @@ def pretrain(method: str, store: Path, out: Path, steps: int, batch_size: int) -
             f"data.batch_size={batch_size}", f"method.name={method}", f"trainer.max_steps={steps}",
             "trainer.progress_bar=false", f"out={out}",
         ]  # fmt: skip
-        if METHOD_CONFIGS[method].cross_modal:
+        if METHODS[method].config.cross_modal:
             command.append("data.modalities=[s2,s1]")  # evaluated on its S2 (anchor) encoder like the others
         subprocess.run(command, check=True)
     return json.loads((out / "summary.json").read_text())

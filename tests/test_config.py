@@ -35,7 +35,7 @@ def test_method_keys_are_checked_per_method():
         load_config(PretrainConfig, None, ["data.store=x", "method.name=byol", "method.temperature=0.1"])
     with pytest.raises(ConfigError, match=r"'method\.teacher_temperature' of method 'dino': Input should be greater"):
         load_config(PretrainConfig, None, ["data.store=x", "method.name=dino", "method.teacher_temperature=-1"])
-    with pytest.raises(ConfigError, match=r"does not match any of the expected tags: 'simclr', 'moco-v2'"):
+    with pytest.raises(ConfigError, match=r"'method\.name': unknown method 'simclar' \(available: .*simclr"):
         load_config(PretrainConfig, None, ["data.store=x", "method.name=simclar"])
 
 
@@ -51,3 +51,21 @@ def test_example_configs_validate(path):
     cfg = load_config(model, path)
     if path.name.startswith("pretrain_"):
         assert cfg.method.name.replace("-", "_") == path.stem.removeprefix("pretrain_")
+
+
+@pytest.mark.parametrize("key", ["max_steps", "max_epochs"])
+@pytest.mark.parametrize("value", [0, -2])
+def test_a_run_that_would_train_nothing_is_refused(key, value):
+    with pytest.raises(ConfigError, match=rf"'trainer\.{key}': .*must be a positive number or -1 \(no limit\)"):
+        load_config(PretrainConfig, None, ["data.store=x", f"trainer.{key}={value}"])
+    assert getattr(load_config(PretrainConfig, None, ["data.store=x", f"trainer.{key}=-1"]).trainer, key) == -1
+
+
+def test_sections_live_with_their_layers_and_are_re_exported():
+    from eossl import config
+    from eossl.data.config import DataConfig
+    from eossl.methods.config import PretrainConfig as MethodsPretrainConfig
+    from eossl.models.config import EncoderConfig
+
+    assert config.DataConfig is DataConfig and config.EncoderConfig is EncoderConfig
+    assert config.PretrainConfig is MethodsPretrainConfig is PretrainConfig

@@ -56,22 +56,19 @@ def bench_pretrain_step(
 ) -> tuple[str, str, str]:
     from dataclasses import asdict
 
-    from eossl.config import DataConfig, PretrainConfig
-    from eossl.methods import method_class
-    from eossl.methods.hparams import METHOD_CONFIGS
+    from eossl.data.config import DataConfig
+    from eossl.methods import METHODS
+    from eossl.methods.config import PretrainConfig
 
     size = int(store.read("s2", np.arange(1)).shape[-1])
     pretrain = PretrainConfig(data=DataConfig(store=store.path), method={"name": method})
     pretrain.encoder = pretrain.encoder.with_img_size(size)
     cfg = pretrain.model_dump(mode="json")
-    if METHOD_CONFIGS[method].cross_modal:  # S2 paired with S1
-        names = ["s2", "s1"]
-        modalities = [asdict(store.modalities[n]) for n in names]
-        model = method_class(method)(cfg, modalities, {n: store.stats[n] for n in names})
-        inputs = f"s2+s1 ({'+'.join(str(len(m['bands'])) for m in modalities)} bands)"
-    else:
-        names, inputs = ["s2"], "12-band"
-        model = method_class(method)(cfg, asdict(store.modalities["s2"]), store.stats["s2"])
+    names = ["s2", "s1"] if METHODS[method].config.cross_modal else ["s2"]  # cross-modal: S2 paired with S1
+    modalities = [asdict(store.modalities[n]) for n in names]
+    model = METHODS[method](cfg, modalities, {n: store.stats[n] for n in names})
+    bands = "+".join(str(len(m["bands"])) for m in modalities)
+    inputs = f"{'+'.join(names)} ({bands} bands)" if len(names) > 1 else f"{bands}-band"
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model.to(device)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)

@@ -22,3 +22,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def write_text_atomic(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def write_yaml_atomic(path: str | Path, payload: object) -> None:
+    """``payload`` (plain data) as YAML, keys in their order, written atomically."""
+    import yaml
+
+    write_text_atomic(path, yaml.safe_dump(payload, sort_keys=False))

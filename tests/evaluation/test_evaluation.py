@@ -104,7 +104,7 @@ def test_report_tables_comparisons_and_labels_saved():
 
 
 def test_knn_votes_are_similarity_weighted_by_hand():
-    from eossl.evaluation.knn import knn_accuracy, knn_scores
+    from eossl.models.knn import knn_accuracy, knn_scores
 
     bank = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
     labels = torch.tensor([0, 0, 1, 1])

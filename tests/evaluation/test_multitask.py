@@ -18,11 +18,15 @@ from eossl.config import ConfigError, EvaluateConfig, validate_config
 from eossl.data.modality import Modality
 from eossl.data.normalize import BandNormalizer
 from eossl.evaluation import finetune
+from eossl.evaluation.data import EvalData
+from eossl.evaluation.finetune import TensorBatches, in_batches
 from eossl.evaluation.multitask import FixedWeighting, UncertaintyWeighting, loss_weighting
-from eossl.evaluation.tasks import TASKS
+from eossl.evaluation.plan import check_plan
+from eossl.evaluation.tasks import task_of_kind
 from eossl.models.adapters import configure_trainable
 from eossl.models.decoders import feature_pyramid, pyramid_and_pooled
 from eossl.models.encoders import build_encoder
+from eossl.models.interface import Encoder
 
 TINY_TRAINING = {"min_steps": 3, "max_steps": 3, "batch_size": 16, "validations": 3, "patience": 0}
 S2 = Modality(name="s2", kind="optical", bands=("a", "b", "c", "d"), dtype="float32", gsd_m=(10.0,) * 4)
@@ -117,16 +121,16 @@ def test_one_pass_gives_the_pyramid_and_the_pooled_features(name, kwargs):
         adapted = configure_trainable(encoder, "spectral", spectral_hidden=4, spectral_kernel=3).eval()
         assert torch.allclose(pyramid_and_pooled(adapted, x)[1], adapted(x), atol=1e-5)
 
-    class NoHead(nn.Module):  # e.g. a late-fusion wrapper: forward_intermediates but no forward_head
+    class NoHead(Encoder):  # e.g. a late-fusion wrapper: a pyramid but no one-pass pooling
         def __init__(self) -> None:
             super().__init__()
-            self.inner = encoder
+            self.inner, self.in_chans, self.num_features = encoder, 4, encoder.num_features
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.inner(x)
 
-        def forward_intermediates(self, x: torch.Tensor, intermediates_only: bool = True) -> list[torch.Tensor]:
-            return self.inner.forward_intermediates(x, intermediates_only=True)
+        def forward_pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
+            return self.inner.forward_pyramid(x)
 
     with torch.no_grad():
         assert torch.allclose(pyramid_and_pooled(NoHead(), x)[1], encoder(x), atol=1e-5)
@@ -135,18 +139,18 @@ def test_one_pass_gives_the_pyramid_and_the_pooled_features(name, kwargs):
 def test_a_multitask_model_runs_the_encoder_once_per_batch():
     torch.manual_seed(0)
     encoder = build_encoder("resnet18", 4)
-    tasks = [TASKS["multi-label"], TASKS["segmentation"], TASKS["regression"]]
+    tasks = [task_of_kind("multi-label", 3), task_of_kind("segmentation", 3), task_of_kind("regression", 3)]
     cfg = validate_config(EvaluateConfig, {"data": {"store": "x"}}).multitask
-    model = finetune.TaskModel(encoder, _normalizer(), S2, tasks, 3, cfg, 10, 16, train_norm_statistics=True).eval()
+    model = finetune.TaskModel(encoder, _normalizer(), S2, tasks, cfg, 10, 16, train_norm_statistics=True).eval()
     calls = {"forward": 0, "intermediates": 0}
     encoder.register_forward_hook(lambda *_: calls.__setitem__("forward", calls["forward"] + 1))
-    original = encoder.forward_intermediates
+    original = encoder.model.forward_intermediates
 
     def counted(*args, **kwargs):
         calls["intermediates"] += 1
         return original(*args, **kwargs)
 
-    encoder.forward_intermediates = counted
+    encoder.model.forward_intermediates = counted
     x = torch.randn(2, 4, 16, 16)
     with torch.no_grad():
         out = model(x)
@@ -189,11 +193,11 @@ def _fp32_single_task_runs(monkeypatch) -> dict[str, dict]:
         training = {"min_steps": 6, "max_steps": 6, "batch_size": 8, "validations": 3, "patience": 0, **extra}
         cfg = validate_config(EvaluateConfig, {"data": {"store": "x"}, "finetune": training}).finetune
         y = targets[task]
+        train, val = TensorBatches(x[:24], {task: y[:24]}), TensorBatches(x[24:], {task: y[24:]})
         result = finetune.train_task_model(
-            encoder, _normalizer(), S2, TASKS[task], 3, (x[:24], y[:24]), (x[24:], y[24:]), cfg, mode,
-            accelerator="cpu", seed=1,
-        )  # fmt: skip
-        pred = finetune.predict(result.model, x[24:], torch.device("cpu")).double()
+            encoder, _normalizer(), S2, task_of_kind(task, 3), train, val, cfg, mode, accelerator="cpu", seed=1
+        )
+        pred = finetune.predict(result.model, in_batches(x[24:]), torch.device("cpu")).double()
         out[task] = {
             "history": [h["value"] for h in result.history], "steps": result.steps, "best_step": result.best_step,
             "pred_sum": float(pred.sum()), "pred_abs": float(pred.abs().sum()),
@@ -218,17 +222,17 @@ def test_one_task_multitask_training_equals_train_task_model():
     encoder = build_encoder("resnet18", 4)
     x, y = torch.randn(24, 4, 16, 16), torch.rand(24)
     cfg = validate_config(EvaluateConfig, {"data": {"store": "x"}, "finetune": TINY_TRAINING}).finetune
-    task = TASKS["regression"]
-    single = finetune.train_task_model(encoder, _normalizer(), S2, task, 3, (x, y), (x, y), cfg, "full", seed=2)
-    multi = finetune.train_multitask_model(
-        encoder, _normalizer(), S2, [task], 3, (x, {task.name: y}), (x, {task.name: y}), cfg, "full", seed=2
-    )
+    task = task_of_kind("regression", 3)
+    data = TensorBatches(x, {"regression": y})
+    single = finetune.train_task_model(encoder, _normalizer(), S2, task, data, data, cfg, "full", seed=2)
+    multi = finetune.train_multitask_model(encoder, _normalizer(), S2, [task], data, data, cfg, "full", seed=2)
     assert single.history == multi.curves[task.name] and single.steps == multi.steps
     assert torch.equal(single.model.heads["regression"].weight, multi.model.heads["regression"].weight)
     assert multi.loss_weights == {"regression": 1.0} and single.head_params == multi.head_params["regression"] == 513
     with pytest.raises(ValueError, match="predict_tasks"):
-        finetune.predict(finetune.TaskModel(encoder, _normalizer(), S2, [task, TASKS["single-label"]], 3, cfg,
-                                            3, 16, train_norm_statistics=False), x, torch.device("cpu"))  # fmt: skip
+        model = finetune.TaskModel(encoder, _normalizer(), S2, [task, task_of_kind("single-label", 3)], cfg, 3, 16,
+                                   train_norm_statistics=False)  # fmt: skip
+        finetune.predict(model, in_batches(x), torch.device("cpu"))
 
 
 def test_frozen_multitask_training_learns_the_loss_weights_and_keeps_the_encoder():
@@ -236,15 +240,16 @@ def test_frozen_multitask_training_learns_the_loss_weights_and_keeps_the_encoder
     encoder = build_encoder("resnet18", 4)
     x = torch.randn(32, 4, 16, 16)
     targets = {"single-label": torch.randint(0, 3, (32,)), "regression": torch.rand(32)}
-    tasks = [TASKS["single-label"], TASKS["regression"]]
+    tasks = [task_of_kind("single-label", 3), task_of_kind("regression", 3)]
     training = {**TINY_TRAINING, "min_steps": 6, "max_steps": 6, "batch_size": 8, "lr": 0.05}
     cfg = validate_config(EvaluateConfig, {"data": {"store": "x"}, "multitask": training}).multitask
+    data = TensorBatches(x, targets)
     result = finetune.train_multitask_model(
-        encoder, _normalizer(), S2, tasks, 3, (x, targets), (x, targets), cfg, "frozen", weighting="uncertainty"
+        encoder, _normalizer(), S2, tasks, data, data, cfg, "frozen", weighting="uncertainty"
     )
     model = result.model
     assert result.trainable_encoder_params == 0 and result.head_params == {"single-label": 1539, "regression": 513}
-    assert torch.equal(model.encoder.conv1.weight, encoder.conv1.weight)
+    assert torch.equal(model.encoder.model.conv1.weight, encoder.model.conv1.weight)
     # the log-variances trained (at the heads' rate, without weight decay), and the weights are logged per round
     assert all(w != 1.0 for w in result.loss_weights.values())
     groups = model.configure_optimizers()["optimizer"].param_groups
@@ -256,7 +261,7 @@ def test_frozen_multitask_training_learns_the_loss_weights_and_keeps_the_encoder
     assert [h["score"] for h in result.history] == pytest.approx(
         [sum(h["values"].values()) / 2 for h in result.history]
     )
-    outputs = finetune.predict_tasks(model, x[:5], torch.device("cpu"))
+    outputs = finetune.predict_tasks(model, in_batches(x[:5]), torch.device("cpu"))
     assert outputs["single-label"].shape == (5, 3) and outputs["regression"].shape == (5,)
 
 
@@ -320,9 +325,11 @@ def test_multitask_protocol_writes_per_task_rows_curves_and_the_report_table(sma
     assert (out / "predictions" / "segmentation-multitask-uncertainty-random.pt").exists()
 
 
-def test_multitask_config_errors_name_the_key(small_store, tmp_path):
-    from eossl.evaluation.runner import _check_plan
+def _check_plan(cfg: EvaluateConfig, encoder_name: str) -> None:
+    check_plan(cfg, EvalData(cfg).tasks, encoder_name)
 
+
+def test_multitask_config_errors_name_the_key(small_store, tmp_path):
     with pytest.raises(ConfigError, match=r"'multitask\.tasks'.*at least 2"):
         _config(small_store, tmp_path, multitask={"enabled": True, "tasks": ["regression"]})
     with pytest.raises(ConfigError, match=r"'multitask\.tasks' lists \['single-label'\], which are not in 'tasks'"):

@@ -11,10 +11,15 @@ import torch
 
 from eossl.config import EvaluateConfig, validate_config
 from eossl.data.modality import Modality
-from eossl.evaluation.finetune import train_task_model
+from eossl.data.targets import Target
+from eossl.evaluation import INITS, TASK_KINDS
+from eossl.evaluation.context import Evaluation
+from eossl.evaluation.data import EvalData
+from eossl.evaluation.finetune import TensorBatches, train_task_model
 from eossl.evaluation.results import RESULT_COLUMNS, SCHEMA_VERSION
 from eossl.evaluation.runner import run_evaluate
-from eossl.evaluation.tasks import TASKS
+from eossl.evaluation.sink import ResultSink, Setting
+from eossl.evaluation.tasks._base import Task
 
 TINY_TRAINING = {"min_steps": 3, "max_steps": 3, "batch_size": 16, "validations": 3, "patience": 0}
 
@@ -59,9 +64,10 @@ def test_every_task_and_protocol_on_the_same_subsets(small_store, tmp_path):
     assert protocols["segmentation"] == {"frozen", "finetune"}  # dense: trained protocols only
     assert protocols["regression"] == {"linear", "frozen", "adapter-spectral", "adapter-first-1"}
     assert set(saved[saved.protocol.isin(["frozen", "finetune", "adapter-spectral"])].init) == {"random"}
-    # primary metrics exist for every task and are in range
-    for name, task in TASKS.items():
-        values = saved[(saved.task == name) & (saved.metric == task.primary)].value
+    # primary metrics exist for every task and are in range; every row names its task's kind
+    assert (saved.kind == saved.task).all()  # the tasks were requested by kind
+    for name in ("single-label", "multi-label", "segmentation", "regression"):
+        values = saved[(saved.task == name) & (saved.metric == TASK_KINDS[name].primary)].value
         assert len(values) > 0 and values.notna().all()
     assert saved[saved.metric.isin(["accuracy", "mAP", "mIoU"])].value.between(0, 1).all()
     # trainable encoder parameters: 0 when frozen, everything when fine-tuned, a few hundred for the adapter
@@ -94,17 +100,13 @@ def test_every_task_and_protocol_on_the_same_subsets(small_store, tmp_path):
         assert (out / figure).stat().st_size > 1000
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 3 and "<table>" in html
-    # cached features equal recomputed ones
-    from eossl.evaluation.features import encode
-    from eossl.evaluation.runner import _Encoders, _Grid
-
-    grid = _Grid(cfg)
-    grid.use(("s2",), "none")
-    encoders = _Encoders(cfg, grid, ("s2",), "none", {})
-    encoder, normalizer = encoders.build("random")
-    fresh = encode(encoder, normalizer, "s2", grid.data["val"]["s2"], torch.device("cpu"))
+    # cached features equal recomputed ones (a fresh random init, built through the init registry)
+    data = EvalData(cfg)
+    evaluation = Evaluation(cfg, data, None, ResultSink(tmp_path / "again", 0, 0), torch.device("cpu"))
+    run = INITS["random"](cfg, {}).start(Setting(("s2",)), evaluation)
+    fresh = run.featurize(data.inputs("val", ("s2",)))
     cached = [p for p in (out / "features").iterdir() if p.name.startswith("random-val-")]
-    assert len(cached) == 1 and torch.allclose(torch.load(cached[0]), fresh, atol=1e-5)
+    assert len(cached) == 1 and torch.allclose(torch.load(cached[0], weights_only=True), fresh, atol=1e-5)
 
 
 def test_plan_errors_before_any_work(small_store, tmp_path):
@@ -139,7 +141,9 @@ def test_early_stopping_restores_the_best_round():
             "frozen": {"min_steps": 40, "max_steps": 40, "batch_size": 8, "validations": 20, "patience": 2, "lr": 1e-9},
         },
     ).frozen
-    result = train_task_model(encoder, normalizer, modality, TASKS["single-label"], 3, (x, y), (x, y), cfg, "frozen")
+    task = Task("single-label", TASK_KINDS["single-label"](), Target("label", "single-label", column="label"), 3)
+    data = TensorBatches(x, {"label": y})
+    result = train_task_model(encoder, normalizer, modality, task, data, data, cfg, "frozen")
     # lr ~ 0: the validation metric cannot improve after the first round, so training stops after
     # 1 + patience rounds of 2 steps each, long before 40 steps, and the first round's weights are kept
     assert result.steps == 6 and len(result.history) == 3 and result.best_step == 2
@@ -147,8 +151,8 @@ def test_early_stopping_restores_the_best_round():
     assert np.allclose([h["value"] for h in result.history], result.history[0]["value"])
     # the frozen protocol keeps the encoder's weights and BatchNorm statistics; the source is untouched
     trained = result.model.encoder
-    assert torch.equal(trained.bn1.running_mean, encoder.bn1.running_mean)
-    assert torch.equal(trained.layer1[0].conv1.weight, encoder.layer1[0].conv1.weight)
+    assert torch.equal(trained.model.bn1.running_mean, encoder.model.bn1.running_mean)
+    assert torch.equal(trained.model.layer1[0].conv1.weight, encoder.model.layer1[0].conv1.weight)
     assert all(p.requires_grad for p in encoder.parameters())
 
 

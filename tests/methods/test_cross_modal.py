@@ -16,22 +16,23 @@ import yaml
 from lightly.loss import BarlowTwinsLoss, NTXentLoss, VICRegLoss
 from typer.testing import CliRunner
 
+from eossl.checkpoints import read_checkpoint
 from eossl.cli.main import app
-from eossl.config import ConfigError, DataConfig, PretrainConfig
+from eossl.config import DataConfig, PretrainConfig
 from eossl.data.datamodule import StoreDataset
 from eossl.data.normalize import normalize_input
 from eossl.data.store import SampleStore
-from eossl.evaluation.features import encode
-from eossl.methods import method_class
-from eossl.methods.cross_modal import cell_info_nce, cells
+from eossl.errors import CheckpointError, ConfigError, EncoderError
+from eossl.methods import METHODS
 from eossl.methods.health import HealthMonitor
-from eossl.methods.hparams import METHOD_CONFIGS
 from eossl.methods.pretrain import load_pretrained_encoder, load_pretrained_encoders, run_pretrain
-from eossl.models.encoders import EncoderError
+from eossl.methods.zoo.cross_modal import CrossModalMethod, cell_info_nce, cells
+from eossl.models.features import encode
 from eossl.models.fusion import presence, split_modalities
 
 runner = CliRunner()
 TINY = {"name": "test_resnet"}  # timm's 0.4M-parameter ResNet: the same code paths as resnet18, 7x faster
+SIZED = {**TINY, "img_size": 32}  # what eossl pretrain sets from the store (MMA sizes its heads from it)
 HEADS = {"hidden_dim": 32, "projection_dim": 16}
 PAIRINGS = [("s2", "s1"), ("s2", "dem"), ("s2", "s1", "dem")]
 NO_RADIOMETRY = {k: 0.0 for k in ("brightness", "band_gain", "contrast", "haze", "noise_std")} | {
@@ -45,11 +46,11 @@ def _model(store_path, name="dual-simclr", modalities=("s2", "s1"), augment_sect
     cfg = PretrainConfig(
         data=DataConfig(store=store_path, modalities=list(modalities)),
         method={"name": name, **HEADS, **method},
-        encoder=TINY,
+        encoder=SIZED,
         augment=augment_section or {},
     )
     specs = [asdict(store.modalities[m]) for m in modalities]
-    model = method_class(name)(cfg.model_dump(mode="json"), specs, {m: store.stats[m] for m in modalities})
+    model = METHODS[name](cfg.model_dump(mode="json"), specs, {m: store.stats[m] for m in modalities})
     logged = {}
     model.log = lambda key, value, **kwargs: logged.__setitem__(key, value)
     batch = StoreDataset(store, np.arange(32), list(modalities), []).__getitems__(list(range(32)))
@@ -70,7 +71,8 @@ def _train(model, batch, lr, steps):
 
 def test_registered_as_the_cross_modal_family():
     for name in ("dual-simclr", "mma"):
-        config = METHOD_CONFIGS[name]
+        config = METHODS[name].config
+        assert issubclass(METHODS[name], CrossModalMethod)
         assert config.family == "cross-modal" and config.cross_modal
         defaults = config().model_dump()
         assert defaults["temperature"] == 0.2 and defaults["hidden_dim"] == 512 and defaults["projection_dim"] == 128
@@ -93,7 +95,7 @@ def test_every_pairing_trains_every_modality(small_store, name, modalities, enco
         if encoders == "separate":
             first = next(model.encoders[m].parameters())
         else:
-            first = model.fused_encoder.get_submodule(model.fused_encoder.eossl_stems).convs[m].weight
+            first = model.fused_encoder.stems.convs[m].weight
         assert first.grad is not None and first.grad.abs().sum() > 0, m
         assert all(p.grad is not None for p in model.projections[m].parameters()), m
     if encoders == "shared":
@@ -274,7 +276,7 @@ def test_pretrain_end_to_end_and_encoders_from_the_checkpoint(small_store, tmp_p
     assert summary["health"]["stopped"] is None and [k["step"] for k in summary["health"]["knn_accuracy"]] == [2]
 
     ckpt = tmp_path / name / "checkpoints" / "last.ckpt"
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    state = read_checkpoint(ckpt)["state_dict"]
     encoders_ = load_pretrained_encoders(ckpt)
     fused_name = "+".join(modalities)
     assert list(encoders_) == list(modalities) + ([fused_name] if encoders == "shared" else [])
@@ -290,7 +292,7 @@ def test_pretrain_end_to_end_and_encoders_from_the_checkpoint(small_store, tmp_p
                 assert torch.equal(value, state[f"encoders.{m}.{key}"]), key
     if encoders == "shared":
         fused = encoders_[fused_name]
-        assert fused.modalities == list(modalities) and getattr(fused.encoder, "handles_missing", False)
+        assert fused.modalities == list(modalities) and fused.encoder.handles_missing
         for key, value in fused.encoder.state_dict().items():
             assert torch.equal(value, state[f"fused_encoder.{key}"]), key
         stacked_mean = [v for m in modalities for v in store.stats[m]["mean"]]
@@ -298,16 +300,16 @@ def test_pretrain_end_to_end_and_encoders_from_the_checkpoint(small_store, tmp_p
         with torch.no_grad():
             for m in modalities:  # a single-modality encoder = the fused encoder with the others blanked
                 single = encoders_[m]
-                alone = single.encoder(normalize_input(single.normalizer, m, images[m], single.encoder))
+                alone = single.encoder(normalize_input(single.normalizer, m, images[m]))
                 blanked = torch.cat(
                     [images[n] if n == m else torch.full_like(images[n], float("nan")) for n in modalities], dim=1
                 )
-                x = normalize_input(fused.normalizer, fused_name, blanked, fused.encoder)
+                x = normalize_input(fused.normalizer, fused_name, blanked, not fused.encoder.handles_missing)
                 assert torch.allclose(alone, fused.encoder(x), atol=1e-5), m
 
     assert load_pretrained_encoder(ckpt).modality == "s2"
     assert load_pretrained_encoder(ckpt, "s1").modality == "s1"
-    with pytest.raises(KeyError, match="has no encoder for 'lulc'"):
+    with pytest.raises(CheckpointError, match="has no encoder for 'lulc'"):
         load_pretrained_encoder(ckpt, "lulc")
 
     if encoders == "separate":  # resume: two more steps from the saved step, optimizer and schedule
@@ -356,8 +358,8 @@ def test_modality_keys_belong_to_their_methods(small_store, tmp_path):
     with pytest.raises(ConfigError, match=r"'data\.modalities': method 'simclr' trains on one modality"):
         run_pretrain(PretrainConfig(out=tmp_path / "run", data=data))
     store = SampleStore(small_store)
-    cfg = PretrainConfig(data=data, method={"name": "mma"}).model_dump(mode="json")
+    cfg = PretrainConfig(data=data, method={"name": "mma"}, encoder=SIZED).model_dump(mode="json")
     for names in (["s2", "lulc"], ["s1"]):
         specs = [asdict(store.modalities[n]) for n in names]
         with pytest.raises(ConfigError, match=r"^'data\.modalities': "):
-            method_class("mma")(cfg, specs, {n: store.stats.get(n, {}) for n in names})
+            METHODS["mma"](cfg, specs, {n: store.stats.get(n, {}) for n in names})

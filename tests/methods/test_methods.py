@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from eossl.config import ConfigError, DataConfig, PretrainConfig
+from eossl.config import DataConfig, PretrainConfig
 from eossl.data.store import SampleStore
-from eossl.methods import METHODS, method_class
-from eossl.methods.hparams import METHOD_CONFIGS
-from eossl.models.encoders import EncoderError, build_encoder
+from eossl.errors import ConfigError, EncoderError
+from eossl.methods import METHODS
+from eossl.models.encoders import build_encoder
 
 # small heads keep the suite fast; the methods' own defaults are exercised by the CLI tests
 SMALL = {
@@ -27,7 +27,7 @@ SMALL = {
     "seco": {"hidden_dim": 64, "projection_dim": 32, "queue_size": 256},
 }
 # methods trained on data.modality; the cross-modal ones (data.modalities) are tested in test_cross_modal.py
-SINGLE_MODALITY = [name for name in METHODS if not METHOD_CONFIGS[name].cross_modal]
+SINGLE_MODALITY = [name for name, method in METHODS.items() if not method.config.cross_modal]
 
 
 def _method(store_path, name="simclr", method=None, **overrides):
@@ -35,7 +35,7 @@ def _method(store_path, name="simclr", method=None, **overrides):
     section = {"name": name, **(SMALL[name] if method is None else method)}
     encoder = {**({"img_size": 32} if name == "mae" else {}), **overrides.pop("encoder", {})}
     cfg = PretrainConfig(data=DataConfig(store=store_path), method=section, encoder=encoder, **overrides)
-    model = method_class(name)(cfg.model_dump(mode="json"), asdict(store.modalities["s2"]), store.stats["s2"])
+    model = METHODS[name](cfg.model_dump(mode="json"), [asdict(store.modalities["s2"])], {"s2": store.stats["s2"]})
     model.log = lambda *a, **k: None
     return model, _batch(store)
 
@@ -79,7 +79,7 @@ def test_loss_decreases_on_a_toy_batch(small_store, name, monkeypatch):
     on one repeated batch the queue would fill with copies of the positives.
     """
     if name in ("moco-v2", "seco"):
-        monkeypatch.setattr(method_class(name), "enqueue", lambda self, *keys: None)
+        monkeypatch.setattr(METHODS[name], "enqueue", lambda self, *keys: None)
     runs = {}
     for lr in (0.0, 1e-3):
         torch.manual_seed(0)
@@ -155,7 +155,7 @@ def test_mae_needs_a_vit(small_store):
     store = SampleStore(small_store)
     cfg = PretrainConfig(data=DataConfig(store=small_store), method={"name": "mae"}, encoder={"name": "resnet18"})
     with pytest.raises(ConfigError, match="MAE needs a ViT encoder"):
-        method_class("mae")(cfg.model_dump(mode="json"), asdict(store.modalities["s2"]), store.stats["s2"])
+        METHODS["mae"](cfg.model_dump(mode="json"), [asdict(store.modalities["s2"])], {"s2": store.stats["s2"]})
 
 
 def test_method_recipes_fill_only_unset_keys(tmp_path):
@@ -189,7 +189,7 @@ def test_nan_inputs_are_counted_not_propagated(small_store):
 )
 def test_stems_for_small_patches(stem, stride, expected):
     encoder = build_encoder("resnet18", 12, stem, output_stride=stride).eval()
-    feature_map = encoder.forward_features(torch.zeros(1, 12, 32, 32))
+    feature_map = encoder.model.forward_features(torch.zeros(1, 12, 32, 32))
     assert feature_map.shape[-1] == expected
     assert encoder(torch.zeros(2, 12, 32, 32)).shape == (2, 512)
 
@@ -197,7 +197,7 @@ def test_stems_for_small_patches(stem, stride, expected):
 @pytest.mark.parametrize("patch_size, tokens", [(4, 64), (8, 16), (16, 4)])
 def test_vit_patch_sizes(patch_size, tokens):
     encoder = build_encoder("vit_tiny_patch16_224", 12, img_size=32, patch_size=patch_size)
-    assert encoder.patch_embed.num_patches == tokens
+    assert encoder.model.patch_embed.num_patches == tokens
     assert encoder(torch.zeros(2, 12, 32, 32)).shape == (2, 192)
 
 
@@ -253,4 +253,4 @@ def test_dino_multi_crop_with_a_vit(small_store):
     assert [v.shape[-1] for v in model.views(batch)] == [32, 32, 16, 16, 16, 16]
     loss = model.training_step(batch, 0)
     loss.backward()
-    assert torch.isfinite(loss) and model.encoder.patch_embed.proj.weight.grad is not None
+    assert torch.isfinite(loss) and model.encoder.model.patch_embed.proj.weight.grad is not None

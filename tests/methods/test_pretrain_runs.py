@@ -10,11 +10,13 @@ import yaml
 from torch import nn
 from typer.testing import CliRunner
 
+from eossl.checkpoints import read_checkpoint
 from eossl.cli.main import app
 from eossl.config import DataConfig, PretrainConfig
 from eossl.errors import EmbeddingCollapseError
-from eossl.methods.hparams import METHOD_CONFIGS
+from eossl.methods import METHODS
 from eossl.methods.pretrain import load_pretrained_encoder, run_pretrain
+from eossl.models.interface import Encoder
 
 from .test_methods import SINGLE_MODALITY, SMALL
 
@@ -50,9 +52,9 @@ def test_every_method_runs_through_the_cli_saves_and_resumes(small_store, tmp_pa
 
     # the exported encoder equals the trained module's (for DINO: the teacher's) weights
     ckpt = out / "checkpoints" / "last.ckpt"
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    state = read_checkpoint(ckpt)["state_dict"]
     pretrained = load_pretrained_encoder(ckpt)
-    prefix = METHOD_CONFIGS[name].export + "."
+    prefix = METHODS[name].config.export + "."
     for key, value in pretrained.encoder.state_dict().items():
         assert torch.equal(value, state[prefix + key]), key
     assert pretrained.encoder(torch.zeros(2, 12, 32, 32)).shape[0] == 2
@@ -68,11 +70,11 @@ def test_every_method_runs_through_the_cli_saves_and_resumes(small_store, tmp_pa
     assert json.loads((tmp_path / "resumed" / "summary.json").read_text())["steps"] == 4
 
 
-class CollapsedEncoder(nn.Module):
+class CollapsedEncoder(Encoder):
     """Maps every image to the same vector: the state a collapsing run ends in."""
 
     num_features = 64
-    eossl_in_chans = 12
+    in_chans = 12
 
     def __init__(self) -> None:
         super().__init__()

@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from eossl.config import ConfigError, DataConfig, PretrainConfig, load_config
+from eossl.checkpoints import read_checkpoint
+from eossl.config import DataConfig, PretrainConfig, load_config
 from eossl.data.augment import AugmentConfig, MultiModalAugment, apply_alike
 from eossl.data.datamodule import EODataModule, StoreDataset
 from eossl.data.modality import SENTINEL2_L2A
-from eossl.data.store import SampleStore, StoreError
-from eossl.methods import method_class
+from eossl.data.store import SampleStore
+from eossl.errors import ConfigError, StoreError
+from eossl.methods import METHODS
 from eossl.methods.pretrain import load_pretrained_encoder, run_pretrain
 
 from .test_methods import SMALL, _method, _train
@@ -193,7 +195,7 @@ def test_zoo_methods_run_with_temporal_pairing(small_store, tmp_path, name):
 def test_seco_pretrains_and_exports_its_query_encoder(small_store, tmp_path, heads):
     summary, checkpoint = _pretrain(tmp_path, small_store, "seco", heads=heads)
     assert summary["method"] == "seco" and summary["steps"] == 3 and np.isfinite(summary["final_loss"])
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    state = read_checkpoint(checkpoint)["state_dict"]
     assert state["queue"].shape == (heads, 256, 32) and state["queue_pointer"].tolist() == [3 * 16 % 256] * heads
     pretrained = load_pretrained_encoder(checkpoint)
     for key, value in pretrained.encoder.state_dict().items():
@@ -205,7 +207,7 @@ def test_seco_pretrains_and_exports_its_query_encoder(small_store, tmp_path, hea
 def test_seco_loss_decreases_on_a_toy_batch(small_store, heads, monkeypatch):
     """20 steps lower the loss below the first step's and below a paired run with lr=0 (same views);
     the queues are frozen, as for MoCo v2 in test_methods."""
-    monkeypatch.setattr(method_class("seco"), "enqueue", lambda self, subspace, keys: None)
+    monkeypatch.setattr(METHODS["seco"], "enqueue", lambda self, subspace, keys: None)
     runs = {}
     for lr in (0.0, 1e-3):
         torch.manual_seed(0)

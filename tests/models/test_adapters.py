@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 
+from eossl.errors import EncoderError, UnknownNameError
 from eossl.models.adapters import (
     AdaptedEncoder,
     LoRALinear,
@@ -17,6 +18,7 @@ from eossl.models.adapters import (
     layer_groups,
 )
 from eossl.models.encoders import build_encoder
+from eossl.models.interface import Encoder
 
 
 @pytest.fixture(scope="module")
@@ -71,35 +73,49 @@ def test_spectral_trains_only_the_adapter_and_starts_unchanged(model, request):
     adapted = configure_trainable(copy.deepcopy(encoder), "spectral")
     assert isinstance(adapted, AdaptedEncoder)
     assert count_parameters(adapted) == count_parameters(adapted.adapter) == 177
-    assert adapted.num_features == encoder.num_features and adapted.eossl_in_chans == 12
+    assert adapted.num_features == encoder.num_features and adapted.in_chans == 12
     x = torch.randn(2, 12, 32, 32)
     with torch.no_grad():
         assert torch.allclose(adapted(x), encoder(x), atol=1e-6)
     adapted(x).sum().backward()
     assert all((p.grad is not None) == p.requires_grad for p in adapted.parameters())
     assert adapted.adapter.conv2.weight.grad.abs().sum() > 0
-    maps = adapted.forward_intermediates(x, intermediates_only=True)
-    expected = encoder.forward_intermediates(x, intermediates_only=True)
+    maps = adapted.forward_pyramid(x)
+    expected = encoder.forward_pyramid(x)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(maps, expected, strict=True))
 
 
-def test_adapted_encoder_hides_missing_forward_intermediates_and_copies(resnet):
-    plain = torch.nn.Flatten()  # a module without forward_intermediates
-    plain.num_features = 3
-    assert not hasattr(AdaptedEncoder(SpectralAdapter(3), plain), "forward_intermediates")
-    adapted = copy.deepcopy(AdaptedEncoder(SpectralAdapter(12), copy.deepcopy(resnet)))
-    assert adapted.forward_intermediates.__self__ is adapted  # the copy calls its own adapter and encoder
+def test_adapted_encoder_keeps_the_interface_and_copies(resnet):
+    class Pooled(Encoder):  # an encoder without a feature pyramid
+        in_chans, num_features = 3, 3
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x.mean(dim=(2, 3))
+
+    adapted = AdaptedEncoder(SpectralAdapter(3), Pooled())
+    assert not adapted.has_pyramid and adapted.in_chans == 3
+    with pytest.raises(EncoderError, match="gives no feature pyramid"):
+        adapted.forward_pyramid(torch.zeros(1, 3, 8, 8))
+    original = AdaptedEncoder(SpectralAdapter(12), copy.deepcopy(resnet)).eval()
+    copied = copy.deepcopy(original)
+    with torch.no_grad():
+        copied.adapter.conv2.weight.fill_(0.1)  # the copy calls its own adapter and encoder
+        x = torch.randn(1, 12, 32, 32)
+        assert not torch.allclose(copied.forward_pyramid(x)[-1], original.forward_pyramid(x)[-1])
 
 
 def test_first_layers_trains_only_the_stem(resnet, vit):
     cnn = configure_trainable(copy.deepcopy(resnet), "first-layers", first_layers=1)
-    assert {n for n, p in cnn.named_parameters() if p.requires_grad} == {"conv1.weight", "bn1.weight", "bn1.bias"}
+    trainable = {n.removeprefix("model.") for n, p in cnn.named_parameters() if p.requires_grad}
+    assert trainable == {"conv1.weight", "bn1.weight", "bn1.bias"}
     assert count_parameters(cnn) == 64 * 12 * 7 * 7 + 2 * 64
     assert len(layer_groups(resnet)) == 5
     two = configure_trainable(copy.deepcopy(resnet), "first-layers", first_layers=2)
-    assert all(n.startswith(("conv1", "bn1", "layer1")) for n, p in two.named_parameters() if p.requires_grad)
+    assert all(
+        n.startswith(("model.conv1", "model.bn1", "model.layer1")) for n, p in two.named_parameters() if p.requires_grad
+    )
     tokens = configure_trainable(copy.deepcopy(vit), "first-layers", first_layers=1)
-    trainable = {n for n, p in tokens.named_parameters() if p.requires_grad}
+    trainable = {n.removeprefix("model.") for n, p in tokens.named_parameters() if p.requires_grad}
     assert trainable == {"cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias"}
     assert len(layer_groups(vit)) == 14  # embeddings, 12 blocks (the last with the final norm), fc_norm
 
@@ -116,7 +132,7 @@ def test_lora_trains_only_lora_and_starts_unchanged(vit):
         assert torch.allclose(lora(x), vit(x), atol=1e-6)
     lora(x).pow(2).sum().backward()
     assert all((p.grad is not None) == p.requires_grad for p in lora.parameters())
-    assert lora.blocks[0].attn.qkv.lora_b.weight.grad.abs().sum() > 0
+    assert lora.model.blocks[0].attn.qkv.lora_b.weight.grad.abs().sum() > 0
 
 
 def test_add_lora_counts_layers(vit):
@@ -130,14 +146,17 @@ def test_first_layers_gradients_stay_in_the_stem(resnet):
 
 
 def test_clear_errors(resnet, vit):
-    with pytest.raises(ValueError, match=r"ResNet is not a ViT, use adapter\.mode=first-layers or spectral"):
+    with pytest.raises(EncoderError, match=r"ResNet is not a ViT, use adapter mode first-layers or spectral"):
         configure_trainable(copy.deepcopy(resnet), "lora")
-    with pytest.raises(ValueError, match="frozen, full, spectral, first-layers, lora"):
+    with pytest.raises(
+        UnknownNameError,
+        match=r"unknown adapter mode 'partial' \(available: frozen, full, spectral, first-layers, lora\)",
+    ):
         configure_trainable(resnet, "partial")
     with pytest.raises(ValueError, match="between 1 and 5"):
         configure_trainable(copy.deepcopy(resnet), "first-layers", first_layers=0)
     with pytest.raises(ValueError, match="between 1 and 14"):
         configure_trainable(copy.deepcopy(vit), "first-layers", first_layers=15)
     plain = torch.nn.Conv2d(12, 4, 3)
-    with pytest.raises(ValueError, match="eossl_in_chans"):
+    with pytest.raises(EncoderError, match="not an eossl Encoder"):
         configure_trainable(plain, "spectral")

@@ -44,28 +44,28 @@ def vit_file(tmp_path_factory):
 def test_resnet_file_adapts_the_stem_and_drops_the_classifier(resnet_file):
     path, state = resnet_file
     encoder = build_encoder("resnet18", 12, weights_file=path)
-    assert torch.equal(encoder.layer1[0].conv1.weight, state["layer1.0.conv1.weight"])
-    assert torch.equal(encoder.bn1.running_mean, state["bn1.running_mean"])
-    assert encoder.conv1.weight.shape == (64, 12, 7, 7)
-    assert torch.allclose(encoder.conv1.weight, adapt_input_conv(12, state["conv1.weight"]))
-    assert torch.allclose(encoder.conv1.weight[:, 3:6] * 4, state["conv1.weight"])  # RGB repeated, scaled 3/12
-    assert not any(name.startswith("fc") for name in encoder.state_dict())
+    assert torch.equal(encoder.model.layer1[0].conv1.weight, state["layer1.0.conv1.weight"])
+    assert torch.equal(encoder.model.bn1.running_mean, state["bn1.running_mean"])
+    assert encoder.model.conv1.weight.shape == (64, 12, 7, 7)
+    assert torch.allclose(encoder.model.conv1.weight, adapt_input_conv(12, state["conv1.weight"]))
+    assert torch.allclose(encoder.model.conv1.weight[:, 3:6] * 4, state["conv1.weight"])  # RGB repeated, scaled 3/12
+    assert not any(name.startswith("fc") for name in encoder.model.state_dict())
     assert encoder(torch.randn(2, 12, 32, 32)).shape == (2, 512)
-    assert encoder.pretrained_cfg["state_dict"] is None
+    assert encoder.model.pretrained_cfg["state_dict"] is None
 
 
 def test_no_file_keeps_the_random_init(resnet_file):
     state = resnet_file[1]
     torch.manual_seed(1)
     encoder = build_encoder("resnet18", 12)
-    assert not torch.equal(encoder.layer1[0].conv1.weight, state["layer1.0.conv1.weight"])
-    assert encoder.pretrained_cfg.get("file") is None
+    assert not torch.equal(encoder.model.layer1[0].conv1.weight, state["layer1.0.conv1.weight"])
+    assert encoder.model.pretrained_cfg.get("file") is None
 
 
 def test_config_passes_the_file_and_stems(resnet_file):
     path, state = resnet_file
     encoder = encoder_from_config({"name": "resnet18", "stem": "no-maxpool", "weights_file": str(path)}, 4)
-    assert torch.allclose(encoder.conv1.weight, adapt_input_conv(4, state["conv1.weight"]))
+    assert torch.allclose(encoder.model.conv1.weight, adapt_input_conv(4, state["conv1.weight"]))
     with pytest.raises(EncoderError, match="stem 'small' replaces conv1"):
         build_encoder("resnet18", 4, stem="small", weights_file=path)
 
@@ -73,12 +73,12 @@ def test_config_passes_the_file_and_stems(resnet_file):
 def test_vit_file_is_resampled_to_small_patches(vit_file):
     path, state = vit_file
     encoder = build_encoder("vit_tiny_patch16_224", 12, img_size=32, patch_size=4, weights_file=path)
-    assert torch.equal(encoder.blocks[3].attn.qkv.weight, state["blocks.3.attn.qkv.weight"])
-    assert torch.equal(encoder.norm.weight, state["norm.weight"])  # the file's final norm is kept
+    assert torch.equal(encoder.model.blocks[3].attn.qkv.weight, state["blocks.3.attn.qkv.weight"])
+    assert torch.equal(encoder.model.norm.weight, state["norm.weight"])  # the file's final norm is kept
     patch = adapt_input_conv(12, resample_patch_embed(state["patch_embed.proj.weight"], [4, 4]))
-    assert torch.allclose(encoder.patch_embed.proj.weight, patch, atol=1e-6)
+    assert torch.allclose(encoder.model.patch_embed.proj.weight, patch, atol=1e-6)
     pos = resample_abs_pos_embed(state["pos_embed"], (8, 8), num_prefix_tokens=1)
-    assert torch.allclose(encoder.pos_embed, pos, atol=1e-6)
+    assert torch.allclose(encoder.model.pos_embed, pos, atol=1e-6)
     assert encoder(torch.randn(2, 12, 32, 32)).shape == (2, 192)
 
 

@@ -9,6 +9,7 @@ import torch
 
 from eossl.data.metadata import MetadataError, constant_planes, metadata_encoding, stacked_modality
 from eossl.data.modality import DEM, SENTINEL1_GRD, SENTINEL2_L2A, Modality
+from eossl.errors import EncoderError
 from eossl.models.encoders import build_encoder
 from eossl.models.fusion import (
     EarlyFusionEncoder,
@@ -66,7 +67,7 @@ def test_late_fusion_modes_and_missing_modality(mode):
     else:  # averaged/attended over present modalities only: s2's projected features alone
         expected = model.fuse.project[0](s2_only[:, :, None, None])[:, :, 0, 0]
         assert torch.allclose(missing, expected, atol=1e-5)
-    levels = model.forward_intermediates(_without(x, "s1"))
+    levels = model.forward_pyramid(_without(x, "s1"))
     assert all(torch.isfinite(level).all() for level in levels) and len(levels) == 5
 
 
@@ -89,8 +90,8 @@ def test_modality_stems_equal_the_single_modality_encoder_when_one_is_present():
     with torch.no_grad():
         assert torch.allclose(fused(_without(x, "s2")), single(x[:, 12:]), atol=1e-5)
         assert fused(x).shape == (4, 512)
-    assert single.eossl_in_chans == 2 and not hasattr(single, "handles_missing")
-    with pytest.raises(KeyError, match="dem"):
+    assert single.in_chans == 2 and not single.handles_missing and fused.handles_missing
+    with pytest.raises(EncoderError, match="dem"):
         single_modality_encoder(fused, "dem")
 
 

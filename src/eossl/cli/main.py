@@ -25,13 +25,14 @@ def _fail(message: str) -> None:
 
 
 def _guarded(fn):
-    """Turn the toolkit's input errors into one clear line and exit status 2 (no traceback)."""
-    from eossl.errors import USER_ERRORS
+    """Turn errors meant for users (:class:`eossl.errors.EosslError`) into one clear line and exit
+    status 2; anything else is a bug and keeps its traceback."""
+    from eossl.errors import EosslError
 
     try:
         return fn()
-    except USER_ERRORS as exc:
-        _fail(str(exc) if not isinstance(exc, KeyError) else str(exc.args[0]))
+    except EosslError as exc:
+        _fail(str(exc))
 
 
 @data_app.command("synth")
@@ -76,7 +77,8 @@ def data_show(
     count: int = typer.Option(8, help="number of samples in the grid"),
     seed: int = typer.Option(0, help="which samples to pick"),
 ) -> None:
-    """Print a summary of a store and write a PNG grid of samples."""
+    """Print a store's summary (arrays, statistics, modalities, targets, dates, pairs, split sizes) and
+    write a PNG grid of samples."""
     from eossl.data.inspect import show_store
 
     _guarded(lambda: typer.echo(show_store(store, out, count, seed)))
@@ -94,9 +96,10 @@ def pretrain(ctx: typer.Context, config: Annotated[Path, typer.Argument(help="YA
 @app.command()
 def methods() -> None:
     """List the pretraining methods with their family and default hyperparameters."""
-    from eossl.methods.hparams import METHOD_CONFIGS
+    from eossl.methods import METHODS
 
-    for name, config in METHOD_CONFIGS.items():
+    for name, method in METHODS.items():
+        config = method.config
         defaults = ", ".join(f"{k}={v}" for k, v in config().model_dump().items() if k != "name")
         recipe = "; ".join(f"{section}: {values}" for section, values in config.recipe.items())
         typer.echo(f"{name:<13} {config.family:<13} {defaults}")
@@ -192,10 +195,10 @@ def bench(
     from eossl.bench import run_benchmarks
     from eossl.methods import METHODS
 
-    names = list(METHODS) if method == ["all"] else method
+    names = METHODS.names() if method == ["all"] else method
     unknown = [m for m in names if m not in METHODS]
     if unknown:
-        _fail(f"--method: unknown {unknown} (available: all, {', '.join(METHODS)})")
+        _fail(f"--method: unknown {unknown} (available: all, {', '.join(METHODS.names())})")
     _guarded(lambda: typer.echo(run_benchmarks(quick=quick, store=store, methods=names)))
 
 

@@ -2,11 +2,14 @@
 
 Image modalities come out in physical units as float32 (S2 reflectance, S1 dB, DEM metres) with
 nodata turned into NaN, so that normalisation and the missing-value policy live in one place
-(:mod:`eossl.data.normalize`). Targets: ``label`` (majority class), ``multilabel`` (0/1 per class),
-``mask`` (land-cover map) and ``tree_cover`` (fraction).
+(:mod:`eossl.data.normalize`). Targets are those the store declares (:attr:`SampleStore.targets`),
+under their names, with values by kind: single-label int64 ``[N]``, regression float32 ``[N]``,
+multi-label float32 ``[N, C]``, segmentation and change int64 ``[N, H, W]``, pixel-regression float32
+``[N, H, W]``. ``"index"`` holds the store rows of the batch.
 
 With ``dates > 1`` (temporal pairing, e.g. SeCo) a sample also holds ``dates - 1`` other scenes of
-its place under ``"<modality>@<k>"`` and their rows under ``"index@<k>"`` (k = 1 .. dates - 1).
+its place (the store's ``dates.group``) under ``"<modality>@<k>"`` and their rows under ``"index@<k>"``
+(k = 1 .. dates - 1).
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-from eossl.data.splits import label_fraction, split_by_location
+from eossl.data.splits import label_fraction, multilabel_fraction, split_by_location
 from eossl.data.store import SampleStore, StoreError
+from eossl.data.targets import STRATA_KINDS, Target
 
-TARGETS = ("label", "multilabel", "mask", "tree_cover")
 IN_MEMORY_LIMIT_BYTES = 4 * 1024**3
 
 
@@ -31,32 +34,40 @@ def _already_collated(batch: dict) -> dict:
 
 
 class TemporalPartners:
-    """Draws, for rows of a split, other scenes (rows) of the same ``location_id`` in that split.
+    """Draws, for rows of a split, other scenes (rows) of the same place in that split.
 
-    Rows whose location has fewer than ``dates`` scenes in ``rows`` cannot be paired: they are left
-    out of :attr:`rows` with a warning giving their count.
+    A place is a value of the store's ``dates.group`` column (e.g. ``location_id``). Rows whose place
+    has fewer than ``dates`` scenes in ``rows`` cannot be paired: they are left out of :attr:`rows`
+    with a warning giving their count.
     """
 
     def __init__(self, store: SampleStore, rows: np.ndarray, dates: int) -> None:
         table = store.table
-        if "location_id" not in table.columns:
+        if store.dates is None:
             raise StoreError(
-                f"store '{store.path}': temporal pairing (dates={dates}) needs a 'location_id' column in "
+                f"store '{store.path}': temporal pairing (dates={dates}) needs the store to declare its dates "
+                "(which rows are scenes of one place): write it with StoreWriter.close(dates=Dates(group="
+                "'<column of place ids>', time='<column of acquisition times>'))"
+            )
+        column = store.dates.group
+        if column not in table.columns:
+            raise StoreError(
+                f"store '{store.path}': temporal pairing (dates={dates}) needs a '{column}' column in "
                 f"its metadata table (it has: {', '.join(map(str, table.columns))})"
             )
         rows = np.asarray(rows)
-        locations = table["location_id"].to_numpy()[rows]
+        locations = table[column].to_numpy()[rows]
         _, group, counts = np.unique(locations, return_inverse=True, return_counts=True)
         enough = counts[group] >= dates
         if not enough.any():
             raise StoreError(
-                f"store '{store.path}': no location_id has {dates} scenes among the {len(rows)} rows of the "
-                f"split (most: {counts.max(initial=0)}); temporal pairing needs dates <= scenes per location"
+                f"store '{store.path}': no {column} has {dates} scenes among the {len(rows)} rows of the "
+                f"split (most: {counts.max(initial=0)}); temporal pairing needs dates <= scenes per {column}"
             )
         if not enough.all():
             warnings.warn(
                 f"temporal pairing: {int((~enough).sum())} of {len(rows)} rows of store '{store.path}' left out, "
-                f"their location_id has fewer than {dates} scenes in the split",
+                f"their {column} has fewer than {dates} scenes in the split",
                 stacklevel=3,
             )
         self.rows, self.dates = rows[enough], dates
@@ -81,7 +92,9 @@ class TemporalPartners:
 class StoreDataset(Dataset):
     """Samples ``indices`` of a store. Reads whole batches at once (``__getitems__``).
 
-    ``dates > 1`` adds ``dates - 1`` other scenes of each sample's location (see :class:`TemporalPartners`),
+    ``targets`` are names of targets the store declares; each comes out under its name (see the module
+    docstring for dtypes and shapes). ``arrays`` are arrays already in memory (by array name).
+    ``dates > 1`` adds ``dates - 1`` other scenes of each sample's place (see :class:`TemporalPartners`),
     drawn afresh for every batch by a generator seeded from ``seed`` (and, in a loader worker, from the
     worker's seed, which the loader draws from torch's seeded generator for every epoch).
     """
@@ -101,13 +114,18 @@ class StoreDataset(Dataset):
                 raise StoreError(
                     f"store '{store.path}' has no modality '{name}' (it has: {', '.join(store.modalities)})"
                 )
-        for name in targets:
-            if name not in TARGETS:
-                raise KeyError(f"unknown target '{name}' (known: {', '.join(TARGETS)})")
+        declared = [store.target(name) for name in targets]
+        for target in declared:
+            if target.column is not None and target.column not in store.table.columns:
+                raise StoreError(
+                    f"store '{store.path}': target '{target.name}' reads column '{target.column}', which its "
+                    f"metadata table does not have (it has: {', '.join(map(str, store.table.columns))})"
+                )
         if dates < 1:
             raise ValueError(f"dates must be at least 1 (scenes per sample), got {dates}")
         self.store, self.indices = store, np.asarray(indices)
         self.modalities, self.targets = list(modalities), list(targets)
+        self._declared = declared
         self.arrays = arrays or {}
         self.partners = TemporalPartners(store, self.indices, dates) if dates > 1 else None
         if self.partners is not None:
@@ -146,21 +164,24 @@ class StoreDataset(Dataset):
                 x[raw == modality.nodata] = np.nan
             for k, part in enumerate(torch.from_numpy(x).chunk(len(scenes))):
                 batch[f"{name}@{k}" if k else name] = part
-        table = self.store.table
-        for name in self.targets:
-            if name == "label":
-                batch[name] = torch.from_numpy(table["label"].to_numpy()[rows].astype(np.int64))
-            elif name == "tree_cover":
-                batch[name] = torch.from_numpy(table["tree_cover"].to_numpy()[rows].astype(np.float32))
-            elif name == "multilabel":
-                batch[name] = torch.from_numpy(self._read("multilabel", rows).astype(np.float32))
-            elif name == "mask":
-                batch[name] = torch.from_numpy(self._read("lulc", rows)[:, 0].astype(np.int64))
+        for target in self._declared:
+            batch[target.name] = self._target(target, rows)
         for k, scene_rows in enumerate(scenes):
             batch[f"index@{k}" if k else "index"] = torch.from_numpy(scene_rows.astype(np.int64))
         return batch
 
+    def _target(self, target: Target, rows: np.ndarray) -> torch.Tensor:
+        """Values of one declared target for ``rows``, typed by its kind."""
+        if target.column is not None:
+            values = self.store.table[target.column].to_numpy()[rows]
+            return torch.from_numpy(values.astype(np.int64 if target.kind == "single-label" else np.float32))
+        values = self._read(target.array, rows)
+        if target.dense and values.ndim == 4:
+            values = values[:, 0]  # the singleton channel axis
+        return torch.from_numpy(values.astype(np.int64 if target.kind in ("segmentation", "change") else np.float32))
+
     def __getitem__(self, position: int) -> dict[str, torch.Tensor]:
+        """One sample (the batch of one, without its batch axis)."""
         return {k: v[0] for k, v in self.__getitems__([position]).items()}
 
 
@@ -175,10 +196,15 @@ def load_arrays(store: SampleStore, names: list[str], in_memory: bool | str = "a
 
 
 class EODataModule(L.LightningDataModule):
-    """Train/val/test split by location; optional stratified label fraction of the training split.
+    """Train/val/test split by place; optional stratified label fraction of the training split.
 
-    ``dates > 1``: every sample also holds ``dates - 1`` other scenes of its location from the same
-    split (temporal positives, see :class:`StoreDataset`); ``seed`` seeds their draw.
+    Places are the store's ``dates.group`` when it declares dates (else ``location_id`` if present,
+    else every row), see :func:`split_by_location`. ``fraction`` keeps that share of the training split,
+    stratified by the classes of the target ``stratify`` (or of its ``strata`` target; default: the
+    store's first single-label target). ``dates > 1``: every sample also holds ``dates - 1`` other scenes
+    of its place from the same split (temporal positives, see :class:`StoreDataset`); ``seed`` seeds
+    their draw. Arrays of the modalities and of the targets' ``array`` sources are kept in memory when
+    ``in_memory`` asks for it (see :func:`load_arrays`).
     """
 
     def __init__(
@@ -196,25 +222,100 @@ class EODataModule(L.LightningDataModule):
         in_memory: bool | str = "auto",
         dates: int = 1,
         seed: int = 0,
+        stratify: str | None = None,
     ) -> None:
         super().__init__()
         self.dates, self.seed = dates, seed
         self.store = store if isinstance(store, SampleStore) else SampleStore(store)
         self.modalities, self.targets = list(modalities), list(targets or [])
         self.batch_size, self.num_workers = batch_size, num_workers
-        self.splits = split_by_location(self.store.table, val=val, test=test, seed=split_seed)
+        group = self.store.dates.group if self.store.dates is not None else None
+        self.splits = split_by_location(self.store.table, val=val, test=test, seed=split_seed, group=group)
         if fraction is not None:
-            labels = self.store.table["label"].to_numpy()
-            self.splits["train"] = label_fraction(labels, self.splits["train"], fraction, fraction_seed)
-        # arrays behind array-valued targets (label and tree_cover come from the metadata table)
-        target_arrays = {"multilabel": "multilabel", "mask": "lulc"}
-        needed = self.modalities + [target_arrays[t] for t in self.targets if t in target_arrays]
+            self.splits["train"] = self._fraction(self.splits["train"], fraction, fraction_seed, stratify)
+        sources = [self.store.target(t).array for t in self.targets]
+        needed = list(dict.fromkeys(self.modalities + [a for a in sources if a is not None]))
         self.arrays = load_arrays(self.store, needed, in_memory)
 
-    def dataset(self, split: str) -> StoreDataset:
-        return StoreDataset(
-            self.store, self.splits[split], self.modalities, self.targets, self.arrays, self.dates, self.seed
+    def _fraction(self, train: np.ndarray, fraction: float, seed: int, stratify: str | None) -> np.ndarray:
+        """Stratified ``fraction`` of ``train`` by the classes of ``stratify`` (or its ``strata`` target)."""
+        if stratify is None:
+            single = self.store.targets_of_kind("single-label")
+            if not single:
+                declared = ", ".join(f"{t.name} ({t.kind})" for t in self.store.targets.values()) or "none"
+                raise StoreError(
+                    f"store '{self.store.path}': a label fraction is stratified by a single-label target, and the "
+                    f"store declares none (it declares: {declared}); pass stratify=<target name>"
+                )
+            stratify = single[0].name
+        target = self.store.target(stratify)
+        strata = self.store.target(target.strata) if target.strata is not None else target
+        if strata.kind == "single-label":
+            return label_fraction(self.store.table[strata.column].to_numpy(), train, fraction, seed)
+        if strata.kind == "multi-label":
+            return multilabel_fraction(self.store.read(strata.array), train, fraction, seed)
+        raise StoreError(
+            f"store '{self.store.path}': target '{stratify}' ({target.kind}) cannot stratify a label fraction: "
+            f"its strata must be a target of kind {' or '.join(STRATA_KINDS)}, got '{strata.name}' ({strata.kind})"
         )
+
+    def dataset(self, split: str, positions: np.ndarray | None = None) -> StoreDataset:
+        """The samples of ``split`` (``positions``: indices into ``self.splits[split]``, a subset of it)."""
+        rows = self._rows(split, positions)
+        return StoreDataset(self.store, rows, self.modalities, self.targets, self.arrays, self.dates, self.seed)
+
+    def _rows(self, split: str, positions: np.ndarray | None) -> np.ndarray:
+        if split not in self.splits:
+            raise StoreError(f"unknown split '{split}' (known: {', '.join(self.splits)})")
+        rows = self.splits[split]
+        return rows if positions is None else rows[np.asarray(positions, dtype=np.int64)]
+
+    def loader(
+        self,
+        split: str,
+        batch_size: int,
+        *,
+        positions: np.ndarray | None = None,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+        num_workers: int | None = None,
+        persistent_workers: bool = False,
+    ) -> DataLoader:
+        """Batches (dicts, see :meth:`StoreDataset.__getitems__`) of ``split`` or of its ``positions``.
+
+        ``shuffle``: a random order drawn by :class:`torch.utils.data.RandomSampler` from
+        ``torch.Generator().manual_seed(seed)``, the order a shuffled loader of any dataset of the
+        same length gets from that generator. ``num_workers`` ``None``: the module's own.
+        """
+        dataset = self.dataset(split, positions)
+        workers = self.num_workers if num_workers is None else num_workers
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            generator=torch.Generator().manual_seed(seed) if shuffle else None,
+            drop_last=drop_last,
+            num_workers=workers,
+            collate_fn=_already_collated,
+            persistent_workers=persistent_workers and workers > 0,
+        )
+
+    def read_split(self, split: str, names: list[str], positions: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+        """The whole ``split`` (or its ``positions``) in one batch: modalities and targets ``names``, and ``index``.
+
+        One scene per row (no temporal partners); arrays in memory are used where they are.
+        """
+        unknown = [n for n in names if n not in self.store.modalities and n not in self.store.targets]
+        if unknown:
+            raise StoreError(
+                f"store '{self.store.path}' has no modality or target {', '.join(map(repr, unknown))} "
+                f"(modalities: {', '.join(self.store.modalities)}; targets: {', '.join(self.store.targets) or 'none'})"
+            )
+        modalities = [n for n in names if n in self.store.modalities]
+        targets = [n for n in names if n not in self.store.modalities]
+        dataset = StoreDataset(self.store, self._rows(split, positions), modalities, targets, self.arrays)
+        return dataset.__getitems__(list(range(len(dataset))))
 
     def _loader(self, split: str, shuffle: bool, drop_last: bool = False) -> DataLoader:
         dataset = self.dataset(split)
@@ -229,10 +330,13 @@ class EODataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        """Shuffled training batches (the last partial batch dropped when there is more than one batch)."""
         return self._loader("train", shuffle=True, drop_last=True)
 
     def val_dataloader(self) -> DataLoader:
+        """Validation batches in split order."""
         return self._loader("val", shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
+        """Test batches in split order."""
         return self._loader("test", shuffle=False)

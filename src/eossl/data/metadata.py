@@ -25,8 +25,7 @@ SEASONS = ("DJF", "MAM", "JJA", "SON")
 FORBIDDEN_COLUMNS = ("sample_id", "location_id", "label", "tree_cover", "lat", "lon")
 
 
-class MetadataError(ValueError):
-    """A metadata column cannot be turned into input planes."""
+from eossl.errors import MetadataError  # noqa: E402  (re-exported)
 
 
 def _season_angle(values: pd.Series, column: str) -> np.ndarray:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from eossl.errors import StoreError
+
 
 class BandNormalizer(nn.Module):
     """Per-band standardisation of each modality; tracks how many values it had to fill."""
@@ -19,7 +21,7 @@ class BandNormalizer(nn.Module):
         self.modalities = list(modalities)
         for name in self.modalities:
             if name not in stats:
-                raise KeyError(f"no normalisation statistics for modality '{name}' (have: {', '.join(stats)})")
+                raise StoreError(f"no normalisation statistics for modality '{name}' (have: {', '.join(stats)})")
             self.register_buffer(f"{name}_mean", torch.tensor(stats[name]["mean"]).view(-1, 1, 1))
             self.register_buffer(f"{name}_std", torch.tensor(stats[name]["std"]).view(-1, 1, 1))
         self.filled: dict[str, int] = {name: 0 for name in self.modalities}
@@ -43,15 +45,16 @@ class BandNormalizer(nn.Module):
         return out
 
 
-def normalize_input(normalizer: BandNormalizer, modality: str, x: torch.Tensor, encoder: nn.Module) -> torch.Tensor:
-    """``x`` (physical units) normalised for ``encoder``.
+def normalize_input(
+    normalizer: BandNormalizer, modality: str, x: torch.Tensor, fill_missing: bool = True
+) -> torch.Tensor:
+    """``x`` (physical units) normalised with ``normalizer``'s statistics of ``modality``.
 
-    Non-finite values are filled with band means first, except for encoders that set
-    ``handles_missing = True`` (the multi-modal fusion encoders of :mod:`eossl.models.fusion`): they
-    need the NaN that mark a missing modality to tell present sensors from absent ones, and fill the
-    rest themselves.
+    Non-finite values are filled with band means first unless ``fill_missing`` is False: encoders that
+    handle missing modalities themselves (``Encoder.handles_missing``, the fusion encoders of
+    :mod:`eossl.models.fusion`) need the NaN that mark a missing sensor, and fill the rest themselves.
     """
     batch = {modality: x}
-    if not getattr(encoder, "handles_missing", False):
+    if fill_missing:
         batch = normalizer.fill_invalid(batch)
     return normalizer(batch)[modality]

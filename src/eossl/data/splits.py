@@ -5,16 +5,26 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-
-class LabelFractionError(ValueError):
-    """A label fraction cannot be drawn as asked."""
+from eossl.errors import LabelFractionError, StoreError
 
 
-def split_by_location(table: pd.DataFrame, val: float = 0.1, test: float = 0.2, seed: int = 0) -> dict[str, np.ndarray]:
-    """Assign whole locations (all their dates) to train/val/test; returns sorted sample indices per split."""
+def split_by_location(
+    table: pd.DataFrame, val: float = 0.1, test: float = 0.2, seed: int = 0, group: str | None = None
+) -> dict[str, np.ndarray]:
+    """Assign whole places (all their dates) to train/val/test; returns sorted sample indices per split.
+
+    ``group`` names the table column whose equal values are one place (a store's ``dates.group``);
+    ``None``: ``location_id`` if the table has it, else every row is its own place.
+    """
     if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
         raise ValueError(f"split fractions val={val}, test={test} must be in [0, 1) and sum below 1")
-    groups = table["location_id"].to_numpy() if "location_id" in table else np.arange(len(table))
+    if group is not None and group not in table.columns:
+        raise StoreError(
+            f"split by place: the metadata table has no column '{group}' to group rows by "
+            f"(it has: {', '.join(map(str, table.columns))})"
+        )
+    column = group if group is not None else "location_id" if "location_id" in table else None
+    groups = table[column].to_numpy() if column is not None else np.arange(len(table))
     locations = np.unique(groups)
     shuffled = np.random.default_rng(seed).permutation(locations)
     n_test, n_val = round(test * len(locations)), round(val * len(locations))

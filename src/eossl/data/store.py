@@ -3,7 +3,8 @@
 Layout of a store folder ::
 
     STORE/arrays.zarr/          zarr v3 group; its attributes hold the format version, modalities,
-                                per-band statistics and class names
+                                per-band statistics, the declarations (targets, dates, pairs) and
+                                free-form attributes such as class names
     STORE/arrays.zarr/<array>/  one array per modality or target, shape [N, ...], chunks of ``chunk_size`` samples
                                 packed into shards of ``shard_size`` samples (random access without
                                 thousands of tiny files)
@@ -12,6 +13,25 @@ Layout of a store folder ::
 Stores are written into a temporary sibling folder and renamed into place when complete, so a reader
 never sees a half-written store. Per-band mean/std (and NaN counts) of continuous modalities are
 accumulated while writing and kept in the attributes.
+
+Format v2 declares what a store holds (:mod:`eossl.data.targets`), checked when the writer closes:
+
+- ``targets``: ``{name: Target.to_json()}``, each target's kind and source (a table column or an array);
+- ``dates``: ``Dates.to_json()`` or null, which rows are several acquisitions of one place;
+- ``pairs``: ``[Pair.to_json(), ...]``, two modalities that are two dates of one place and their change target.
+
+Reading a v1 store upgrades it in memory (nothing is written). v1 stores were written only by the
+synthetic generator, whose targets had fixed names; they are declared from what the store holds, each
+only when its column or array exists:
+
+- ``label``: single-label, column ``label``, class names from the attribute ``class_names``;
+- ``multilabel``: multi-label, array ``multilabel`` (class names as ``label``'s when their number fits);
+- ``mask``: segmentation, array ``lulc`` (same class names), strata ``multilabel``;
+- ``tree_cover``: regression, column ``tree_cover``, strata ``label``;
+- dates: ``Dates("location_id", "season")`` when the column ``location_id`` exists (time only when
+  ``season`` exists); no pairs.
+
+A store of a newer format than :data:`STORE_FORMAT_VERSION` is refused (upgrade eossl to read it).
 """
 
 from __future__ import annotations
@@ -20,7 +40,7 @@ import json
 import os
 import shutil
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +50,25 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from eossl.data.modality import Modality
+from eossl.data.targets import (
+    TARGET_KINDS,
+    Dates,
+    Pair,
+    Target,
+    as_pair_dict,
+    as_target_dict,
+    check_declarations,
+)
 from eossl.io import write_text_atomic
 
-STORE_FORMAT_VERSION = 1
+STORE_FORMAT_VERSION = 2
 METADATA_FILE = "metadata.csv"
 ARRAYS_DIR = "arrays.zarr"
+RESERVED_ATTRS = ("eossl_store_version", "num_samples", "modalities", "stats", "targets", "dates", "pairs")
+"""Attributes the writer sets itself; ``close(attrs=...)`` may not set them."""
 
 
-class StoreError(ValueError):
-    """A store is missing, incomplete or does not hold what was asked for."""
+from eossl.errors import StoreError  # noqa: E402  (re-exported)
 
 
 class _BandStats:
@@ -147,13 +177,45 @@ class StoreWriter:
         """Samples written so far."""
         return self._written
 
-    def close(self, attrs: dict[str, Any] | None = None) -> Path:
-        """Check completeness, write statistics and metadata, and move the store into place."""
+    def close(
+        self,
+        attrs: dict[str, Any] | None = None,
+        *,
+        targets: dict[str, Target] | list[Target] | None = None,
+        dates: Dates | None = None,
+        pairs: list[Pair] | None = None,
+    ) -> Path:
+        """Check completeness and the declarations, write statistics and metadata, and move the store into place.
+
+        ``targets``, ``dates`` and ``pairs`` declare what the store holds (see :mod:`eossl.data.targets`);
+        each is checked against what was written (columns and arrays exist, array shapes fit the kinds,
+        strata and pair targets are declared). On a missing sample or a bad declaration nothing is
+        published and :class:`StoreError` says what does not fit. ``attrs`` are free-form attributes
+        (e.g. ``class_names``); they may not set the writer's own keys (``RESERVED_ATTRS``).
+        """
         if self._written != self.num_samples:
             self.abort()
             raise StoreError(f"store '{self.path}' got {self._written} of {self.num_samples} declared samples")
         table = pd.concat(self._tables, ignore_index=True)
         table.insert(0, "sample_id", np.arange(len(table)))
+        try:
+            reserved = sorted(set(attrs or {}) & set(RESERVED_ATTRS))
+            if reserved:
+                raise StoreError(
+                    f"store '{self.path}': attrs {reserved} are set by the writer; declare targets, dates and "
+                    "pairs with close(targets=..., dates=..., pairs=...)"
+                )
+            declared = as_target_dict(targets, str(self.path))
+            pair_map = as_pair_dict(pairs, str(self.path))
+            if dates is not None and not isinstance(dates, Dates):
+                raise StoreError(f"store '{self.path}': dates must be a Dates declaration, got {dates!r}")
+            written = {name: (shape, self._dtypes[name]) for name, shape in self._shapes.items()}
+            check_declarations(
+                str(self.path), declared, dates, pair_map, table=table, arrays=written, modalities=self.modalities
+            )
+        except BaseException:
+            self.abort()
+            raise
         table.to_csv(self.tmp / METADATA_FILE, index=False)
         self.group.attrs.update(
             {
@@ -161,6 +223,9 @@ class StoreWriter:
                 "num_samples": self.num_samples,
                 "modalities": {name: asdict(m) for name, m in self.modalities.items()},
                 "stats": {name: s.result(self.modalities[name].scale) for name, s in self._stats.items()},
+                "targets": {name: t.to_json() for name, t in declared.items()},
+                "dates": None if dates is None else dates.to_json(),
+                "pairs": [p.to_json() for p in pair_map.values()],
                 **(attrs or {}),
             }
         )
@@ -174,6 +239,7 @@ class StoreWriter:
         return self.path
 
     def abort(self) -> None:
+        """Remove the unpublished temporary store."""
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -191,7 +257,16 @@ class SampleStore:
         attrs = dict(self.group.attrs)
         if "eossl_store_version" not in attrs:
             raise StoreError(f"'{self.path}' is a zarr group but not an eossl store (no 'eossl_store_version')")
+        version = attrs["eossl_store_version"]
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise StoreError(f"store '{self.path}' has an unknown format version {version!r} (expected 1 .. 2)")
+        if version > STORE_FORMAT_VERSION:
+            raise StoreError(
+                f"store '{self.path}' has format v{version}; this eossl reads up to v{STORE_FORMAT_VERSION}: "
+                "upgrade eossl"
+            )
         self.attrs = attrs
+        self.format_version: int = version  # as read on disk
         self.modalities = {
             name: Modality(**{k: tuple(v) if isinstance(v, list) else v for k, v in m.items()})
             for name, m in attrs["modalities"].items()
@@ -202,19 +277,78 @@ class SampleStore:
             raise StoreError(
                 f"'{self.path / METADATA_FILE}' has {len(self.table)} rows, the store declares {attrs['num_samples']}"
             )
+        # declared targets, dates (linked acquisitions) and change pairs; a v1 store's are upgraded in memory
+        self.targets, self.dates, self.pairs = self._upgrade_v1() if version == 1 else self._read_declarations()
+
+    def _read_declarations(self) -> tuple[dict[str, Target], Dates | None, dict[str, Pair]]:
+        attrs = self.attrs
+        try:
+            targets = {name: Target.from_json(name, t) for name, t in (attrs.get("targets") or {}).items()}
+            dates = None if attrs.get("dates") is None else Dates.from_json(attrs["dates"])
+            pairs = as_pair_dict([Pair.from_json(p) for p in attrs.get("pairs") or []])
+        except (StoreError, AttributeError) as exc:
+            raise StoreError(f"store '{self.path}' has a bad declaration: {exc}") from None
+        return targets, dates, pairs
+
+    def _upgrade_v1(self) -> tuple[dict[str, Target], Dates | None, dict[str, Pair]]:
+        """Declarations of a v1 (synthetic) store from what it holds; see the module docstring."""
+        columns, arrays = set(self.table.columns), set(self.arrays)
+        described = self.attrs.get("targets") if isinstance(self.attrs.get("targets"), dict) else {}
+        names = tuple(self.attrs.get("class_names", ()))
+
+        def text(name: str) -> str:
+            return described[name] if isinstance(described.get(name), str) else ""
+
+        targets: dict[str, Target] = {}
+        if "label" in columns:
+            targets["label"] = Target("label", "single-label", column="label", class_names=names)
+        if "multilabel" in arrays:
+            fits = tuple(self.group["multilabel"].shape[1:]) == (len(names),)
+            kept = names if fits else ()
+            targets["multilabel"] = Target("multilabel", "multi-label", array="multilabel", class_names=kept)
+        if "lulc" in arrays:
+            strata = "multilabel" if "multilabel" in targets else None
+            targets["mask"] = Target("mask", "segmentation", array="lulc", class_names=names, strata=strata)
+        if "tree_cover" in columns:
+            strata = "label" if "label" in targets else None
+            targets["tree_cover"] = Target("tree_cover", "regression", column="tree_cover", strata=strata)
+        targets = {name: replace(t, description=text(name)) for name, t in targets.items()}
+        dates = None
+        if "location_id" in columns:
+            dates = Dates("location_id", "season" if "season" in columns else None)
+        return targets, dates, {}
 
     def __len__(self) -> int:
         return len(self.table)
 
     @property
     def arrays(self) -> list[str]:
+        """Names of the store's arrays, sorted."""
         return sorted(name for name, _ in self.group.arrays())
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        return tuple(self.attrs.get("class_names", ()))
+        """The attribute ``class_names``, else the class names of the first single-label target (else ``()``)."""
+        if self.attrs.get("class_names"):
+            return tuple(self.attrs["class_names"])
+        single = self.targets_of_kind("single-label")
+        return single[0].class_names if single else ()
+
+    def targets_of_kind(self, kind: str) -> list[Target]:
+        """Declared targets of one kind, in declaration order."""
+        if kind not in TARGET_KINDS:
+            raise StoreError(f"unknown target kind {kind!r} (known: {', '.join(TARGET_KINDS)})")
+        return [t for t in self.targets.values() if t.kind == kind]
+
+    def target(self, name: str) -> Target:
+        """The declared target ``name``; :class:`StoreError` naming the declared ones if there is none."""
+        if name not in self.targets:
+            declared = ", ".join(f"{t.name} ({t.kind})" for t in self.targets.values()) or "none"
+            raise StoreError(f"store '{self.path}' declares no target '{name}' (it declares: {declared})")
+        return self.targets[name]
 
     def array(self, name: str) -> zarr.Array:
+        """One array of the store (a modality or a target's array)."""
         if name not in self.group:
             raise StoreError(f"store '{self.path}' has no array '{name}' (it has: {', '.join(self.arrays)})")
         return self.group[name]
@@ -234,7 +368,8 @@ class SampleStore:
         return out
 
     def summary(self) -> str:
-        lines = [f"store {self.path}: {len(self)} samples, format v{self.attrs['eossl_store_version']}"]
+        """Arrays with dtypes and shapes, per-band statistics and non-finite counts, as text."""
+        lines = [f"store {self.path}: {len(self)} samples, format v{self.format_version}"]
         for name in self.arrays:
             arr = self.group[name]
             lines.append(f"  {name:<10} {arr.dtype!s:<8} shape {tuple(arr.shape)}")
@@ -248,4 +383,5 @@ class SampleStore:
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
+    """Write ``payload`` as indented JSON, atomically."""
     write_text_atomic(path, json.dumps(payload, indent=2))

@@ -1,8 +1,10 @@
-"""Frozen features, computed once per encoder and split and cached on disk."""
+"""Frozen features of every split, computed batch by batch and cached on disk; the image-statistics
+baseline; BatchNorm re-estimation for random and external inits."""
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
@@ -10,41 +12,16 @@ from torch import nn
 
 from eossl.data.normalize import BandNormalizer, normalize_input
 from eossl.io import atomic_path
-from eossl.training import bf16_autocast
+from eossl.models.interface import Encoder
 
 IMAGE_STAT_PERCENTILES = (0.1, 0.5, 0.9)
 
 
 @torch.no_grad()
-def encode(
-    encoder: nn.Module,
-    normalizer: BandNormalizer,
-    modality: str,
-    images: torch.Tensor,
-    device: torch.device,
-    batch_size: int = 512,
-) -> torch.Tensor:
-    """Pooled encoder features of ``images`` (physical units, [N, C, H, W]) in eval mode."""
-    encoder = encoder.to(device).eval()
-    normalizer = normalizer.to(device)
-    chunks = []
-    for start in range(0, len(images), batch_size):
-        x = normalize_input(normalizer, modality, images[start : start + batch_size].to(device), encoder)
-        with bf16_autocast(device):
-            chunks.append(encoder(x).float().cpu())
-    return torch.cat(chunks)
-
-
-@torch.no_grad()
 def recalibrate_batchnorm(
-    encoder: nn.Module,
-    normalizer: BandNormalizer,
-    modality: str,
-    images: torch.Tensor,
-    device: torch.device,
-    batch_size: int = 256,
+    encoder: Encoder, normalizer: BandNormalizer, modality: str, batches: Iterable[torch.Tensor], device: torch.device
 ) -> None:
-    """Re-estimate BatchNorm running statistics on unlabelled images (a fair random-init baseline)."""
+    """Re-estimate BatchNorm running statistics on unlabelled image batches (a fair random-init baseline)."""
     bns = [m for m in encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns:
         return
@@ -52,8 +29,9 @@ def recalibrate_batchnorm(
         bn.reset_running_stats()
         bn.momentum = None  # cumulative average over all batches
     encoder.to(device).train()
-    for start in range(0, len(images), batch_size):
-        encoder(normalize_input(normalizer, modality, images[start : start + batch_size].to(device), encoder))
+    normalizer = normalizer.to(device)
+    for images in batches:
+        encoder(normalize_input(normalizer, modality, images.to(device), fill_missing=not encoder.handles_missing))
     encoder.eval()
 
 
@@ -76,10 +54,16 @@ def save_atomic(value: object, path: Path) -> None:
         torch.save(value, tmp)
 
 
-def cached(path: Path, compute) -> torch.Tensor:
-    """Load a tensor from ``path`` or compute and save it atomically."""
+def cached(path: Path, compute: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """Load a tensor from ``path`` (tensors only, never code) or compute and save it atomically.
+    A cache file that cannot be read is recomputed."""
     if path.exists():
-        return torch.load(path)
+        try:
+            value = torch.load(path, map_location="cpu", weights_only=True)
+            if isinstance(value, torch.Tensor):
+                return value
+        except Exception:  # a damaged or foreign cache file: recompute it
+            pass
     value = compute()
     save_atomic(value, path)
     return value

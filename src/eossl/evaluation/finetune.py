@@ -24,27 +24,59 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader, Dataset
 
-from eossl.config import TrainedProtocolConfig
 from eossl.data.augment import AugmentConfig, MultiModalAugment
 from eossl.data.modality import Modality
 from eossl.data.normalize import BandNormalizer, normalize_input
 from eossl.evaluation.multitask import FixedWeighting, LossWeighting, loss_weighting
-from eossl.evaluation.tasks import Task
-from eossl.models.adapters import configure_trainable, count_parameters
-from eossl.models.decoders import PyramidDecoder, feature_pyramid, pyramid_and_pooled, pyramid_channels
+from eossl.evaluation.protocols._trained_config import TrainedProtocolConfig
+from eossl.evaluation.tasks._base import Task
+from eossl.models.adapters import AdapterOptions, configure_trainable, count_parameters
+from eossl.models.decoders import PyramidDecoder
+from eossl.models.interface import Encoder
 from eossl.training import bf16_autocast, resolve_precision
+
+INPUT = "input"
+"""Batch key of the (stacked) image input; targets are under their target names."""
+
+
+def _identity(batch: dict) -> dict:
+    return batch
+
+
+class TensorBatches(Dataset):
+    """In-memory labelled data as the trained protocols read it: ``__getitems__`` gives a dict batch
+    with ``"input"`` (images in physical units) and one tensor per target name."""
+
+    def __init__(self, images: torch.Tensor, targets: Mapping[str, torch.Tensor]) -> None:
+        for name, values in targets.items():
+            if len(values) != len(images):
+                raise ValueError(f"target '{name}' has {len(values)} rows for {len(images)} images")
+        self.images, self.targets = images, dict(targets)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitems__(self, positions: list[int]) -> dict[str, torch.Tensor]:
+        index = torch.as_tensor(positions, dtype=torch.long)
+        return {INPUT: self.images[index], **{k: v[index] for k, v in self.targets.items()}}
+
 
 SPATIAL_ONLY = AugmentConfig(crop_scale=(1.0, 1.0), brightness=0, band_gain=0, contrast=0, haze=0, noise_std=0)
 MASK = Modality(name="target_mask", kind="categorical", bands=("class",), dtype="uint8", gsd_m=(10.0,))
+
+
+def _continuous_mask(task: Task) -> Modality:
+    """How a per-pixel value target (pixel regression) moves with the image: bilinear, never altered."""
+    return Modality(name=f"target_{task.name}", kind="elevation", bands=("value",), dtype="float32", gsd_m=(10.0,))
 
 
 class TaskModel(L.LightningModule):
@@ -52,18 +84,17 @@ class TaskModel(L.LightningModule):
     pooled features (pooled tasks) or a pyramid decoder (dense tasks).
 
     ``forward`` runs the encoder once and returns every task's outputs by name. ``weighting`` combines
-    the tasks' losses (default: fixed weights of 1). Batches are ``(images, target_1, ..., target_n)``
-    in the order of ``tasks``; spatial augmentation is drawn once per sample and applied to the images
-    and every dense task's mask alike.
+    the tasks' losses (default: fixed weights of 1). Batches are dicts with ``"input"`` and each task's
+    target under its target name; spatial augmentation is drawn once per sample and applied to the
+    images and every dense task's target alike (nearest neighbour for classes).
     """
 
     def __init__(
         self,
-        encoder: nn.Module,
+        encoder: Encoder,
         normalizer: BandNormalizer,
         modality: Modality,
         tasks: Task | Sequence[Task],
-        num_classes: int,
         cfg: TrainedProtocolConfig,
         total_steps: int,
         image_size: int,
@@ -79,11 +110,11 @@ class TaskModel(L.LightningModule):
         self.encoder, self.normalizer, self.modality = encoder, normalizer, modality.name
         self.tasks: dict[str, Task] = {t.name: t for t in tasks}
         dense = [t for t in tasks if t.dense]
-        channels = pyramid_channels(encoder, modality.num_bands, image_size) if dense else []
+        channels = encoder.feature_channels(image_size) if dense else []
         self.heads = nn.ModuleDict(
             {
-                t.name: PyramidDecoder(channels, t.num_outputs(num_classes)) if t.dense
-                else nn.Linear(int(encoder.num_features), t.num_outputs(num_classes))
+                t.name: PyramidDecoder(channels, t.num_outputs()) if t.dense
+                else nn.Linear(int(encoder.num_features), t.num_outputs())
                 for t in tasks
             }
         )  # fmt: skip
@@ -92,18 +123,16 @@ class TaskModel(L.LightningModule):
             raise ValueError(f"the loss weighting is for tasks {self.weighting.tasks}, the model's are {names}")
         self.needs_pyramid, self.needs_pooled = bool(dense), len(dense) < len(tasks)
         self.mask_keys = {t.name: f"{MASK.name}:{t.name}" for t in dense}  # augmentation keys of the masks
-        self.augment = MultiModalAugment(
-            {modality.name: modality, **dict.fromkeys(self.mask_keys.values(), MASK)}, SPATIAL_ONLY
-        )
+        masks = {self.mask_keys[t.name]: MASK if t.kind.classes else _continuous_mask(t) for t in dense}
+        self.augment = MultiModalAugment({modality.name: modality, **masks}, SPATIAL_ONLY)
         self.loss_fns = nn.ModuleDict({t.name: t.loss() for t in tasks})
-        self.num_classes = num_classes
         self.cfg, self.total_steps, self.train_norm_statistics = cfg, total_steps, train_norm_statistics
         self.steps_per_epoch = steps_per_epoch  # for the learning curve's epoch axis
         self.encoder_trains = any(p.requires_grad for p in encoder.parameters())
         # one entry per validation round: step, epoch, score, values (task -> primary metric), weights
         self.history: list[dict] = []
         self.best_value, self.best_state, self.best_step = -math.inf, None, 0
-        self._val_outputs: list[tuple[dict[str, torch.Tensor], list[torch.Tensor]]] = []
+        self._val_outputs: list[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]] = []
 
     def train(self, mode: bool = True) -> TaskModel:
         super().train(mode)
@@ -114,30 +143,34 @@ class TaskModel(L.LightningModule):
     def _features(self, x: torch.Tensor) -> tuple[list[torch.Tensor] | None, torch.Tensor | None]:
         """Pyramid and pooled features, each only when some head needs it, from one encoder pass."""
         if self.needs_pyramid and self.needs_pooled:
-            return pyramid_and_pooled(self.encoder, x)
+            return self.encoder.forward_pyramid_and_pooled(x)
         if self.needs_pyramid:
-            return feature_pyramid(self.encoder, x), None
+            return self.encoder.forward_pyramid(x), None
         return None, self.encoder(x)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every task's outputs (logits, or ``[N]`` predictions for regression) on ``x`` in physical units."""
-        x = normalize_input(self.normalizer, self.modality, x, self.encoder)
+        x = normalize_input(self.normalizer, self.modality, x, fill_missing=not self.encoder.handles_missing)
         with torch.set_grad_enabled(self.encoder_trains and torch.is_grad_enabled()):
             pyramid, pooled = self._features(x)
-        return {
-            name: self.heads[name](pyramid, x.shape[-2:]) if task.dense
-            else task.prepare_output(self.heads[name](pooled))
+        outputs = {
+            name: self.heads[name](pyramid, x.shape[-2:]) if task.dense else self.heads[name](pooled)
             for name, task in self.tasks.items()
-        }  # fmt: skip
+        }
+        return {name: self.tasks[name].prepare_output(out) for name, out in outputs.items()}
 
-    def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
-        x, *targets = batch
-        target = dict(zip(self.tasks, targets, strict=True))
+    def targets(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Each task's target of ``batch`` (by task name), as its loss expects it."""
+        return {name: task.prepare_target(batch[task.target.name]) for name, task in self.tasks.items()}
+
+    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        target = self.targets(batch)
         masks = {key: target[name][:, None].float() for name, key in self.mask_keys.items()}
-        out = self.augment({self.modality: x, **masks})
+        out = self.augment({self.modality: batch[INPUT], **masks})
         x = out[self.modality]
         for name, key in self.mask_keys.items():
-            target[name] = out[key][:, 0].round().long()
+            moved = out[key][:, 0]
+            target[name] = moved.round().long() if self.tasks[name].kind.classes else moved
         outputs = self(x)
         losses = {name: self.loss_fns[name](outputs[name].float(), target[name]) for name in self.tasks}
         loss = self.weighting(losses)
@@ -149,17 +182,16 @@ class TaskModel(L.LightningModule):
                 self.log(f"loss_weight/{name}", weight)
         return loss
 
-    def validation_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> None:
-        x, *targets = batch
-        outputs = {name: out.float().cpu() for name, out in self(x).items()}
-        self._val_outputs.append((outputs, [t.cpu() for t in targets]))
+    def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
+        outputs = {name: out.float().cpu() for name, out in self(batch[INPUT]).items()}
+        self._val_outputs.append((outputs, {k: v.cpu() for k, v in self.targets(batch).items()}))
 
     def on_validation_epoch_end(self) -> None:
         values = {}
-        for i, (name, task) in enumerate(self.tasks.items()):
+        for name, task in self.tasks.items():
             outputs = torch.cat([out[name] for out, _ in self._val_outputs])
-            targets = torch.cat([target[i] for _, target in self._val_outputs])
-            values[name] = task.metrics(outputs, targets, self.num_classes)[task.primary]
+            targets = torch.cat([target[name] for _, target in self._val_outputs])
+            values[name] = task.metrics(outputs, targets)[task.primary]
         self._val_outputs.clear()
         score = sum(v if self.tasks[n].higher_is_better else -v for n, v in values.items()) / len(values)
         self.log("val_score", score)
@@ -235,57 +267,57 @@ def train_steps(num_labelled: int, cfg: TrainedProtocolConfig) -> int:
     return int(min(max(cfg.epochs * per_epoch, cfg.min_steps), cfg.max_steps))
 
 
-def _targets(tasks: Sequence[Task], targets: Mapping[str, torch.Tensor], split: str) -> list[torch.Tensor]:
-    missing = [t.name for t in tasks if t.name not in targets]
-    if missing:
-        raise KeyError(f"{split} targets lack the tasks {missing} (got {sorted(targets)})")
-    return [t.prepare_target(targets[t.name]) for t in tasks]
+def _loader(
+    data: Dataset, batch_size: int, shuffle: bool = False, seed: int = 0, drop_last: bool = False
+) -> DataLoader:
+    """Batches of ``data`` (a dataset with ``__getitems__`` giving dict batches), shuffled reproducibly."""
+    generator = torch.Generator().manual_seed(seed) if shuffle else None
+    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last,
+                      collate_fn=_identity)  # fmt: skip
+
+
+def _image_size(data: Dataset) -> int:
+    return int(data.__getitems__([0])[INPUT].shape[-1])
 
 
 def train_multitask_model(
-    encoder: nn.Module,
+    encoder: Encoder,
     normalizer: BandNormalizer,
     modality: Modality,
     tasks: Sequence[Task],
-    num_classes: int,
-    train: tuple[torch.Tensor, Mapping[str, torch.Tensor]],
-    val: tuple[torch.Tensor, Mapping[str, torch.Tensor]],
+    train: Dataset,
+    val: Dataset,
     cfg: TrainedProtocolConfig,
     mode: str,
     accelerator: str = "auto",
     seed: int = 0,
-    adapter_options: dict | None = None,
+    adapter_options: AdapterOptions | None = None,
     weighting: str | LossWeighting = "fixed",
     weights: Mapping[str, float] | None = None,
 ) -> MultitaskResult:
-    """Train a copy of ``encoder`` with one new head per task on ``train`` = ``(images, {task: targets})``.
+    """Train a copy of ``encoder`` with one new head per task on the labelled ``train`` data.
 
-    ``mode`` and ``adapter_options`` go to :func:`eossl.models.adapters.configure_trainable`
-    (``frozen``, ``full``, ``spectral``, ...); ``weighting`` (``fixed`` with ``weights``, default 1
-    each, or ``uncertainty``; or a :class:`~eossl.evaluation.multitask.LossWeighting`) combines the
-    tasks' losses. Model selection and early stopping use the mean over tasks of their primary
-    validation metrics, sign-flipped where lower is better.
+    ``train`` and ``val`` give dict batches (``"input"`` plus each task's target under its target name:
+    a :class:`TensorBatches` or the evaluation's streaming datasets). ``mode`` and ``adapter_options``
+    select what trains (:data:`eossl.models.adapters.ADAPTERS`: ``frozen``, ``full``, ``spectral``, ...);
+    ``weighting`` (``fixed`` with ``weights``, default 1 each, or ``uncertainty``; or a
+    :class:`~eossl.evaluation.multitask.LossWeighting`) combines the tasks' losses. Model selection and
+    early stopping use the mean over tasks of their primary validation metrics, sign-flipped where lower
+    is better.
     """
     L.seed_everything(seed, verbose=False)
     tasks = list(tasks)
-    images, train_targets = train
-    steps = train_steps(len(images), cfg)
-    trainable = configure_trainable(copy.deepcopy(encoder), mode, **(adapter_options or {}))
-    batch_size = min(cfg.batch_size, len(images))
+    steps = train_steps(len(train), cfg)
+    options = adapter_options or AdapterOptions()
+    trainable = configure_trainable(copy.deepcopy(encoder), mode, **vars(options))
+    batch_size = min(cfg.batch_size, len(train))
     if not isinstance(weighting, LossWeighting):
         weighting = loss_weighting(weighting, [t.name for t in tasks], weights)
     model = TaskModel(
-        trainable, copy.deepcopy(normalizer), modality, tasks, num_classes, cfg, steps, images.shape[-1],
-        train_norm_statistics=mode == "full", steps_per_epoch=len(images) / batch_size, weighting=weighting,
+        trainable, copy.deepcopy(normalizer), modality, tasks, cfg, steps, _image_size(train),
+        train_norm_statistics=mode == "full", steps_per_epoch=len(train) / batch_size, weighting=weighting,
     )  # fmt: skip
-    loader = DataLoader(
-        TensorDataset(images, *_targets(tasks, train_targets, "train")),
-        batch_size=batch_size,
-        shuffle=True,
-        generator=torch.Generator().manual_seed(seed),
-        drop_last=len(images) > cfg.batch_size,
-    )
-    val_loader = DataLoader(TensorDataset(val[0], *_targets(tasks, val[1], "validation")), batch_size=256)
+    loader = _loader(train, batch_size, shuffle=True, seed=seed, drop_last=len(train) > cfg.batch_size)
     callbacks = [EarlyStopping("val_score", patience=cfg.patience, mode="max")]
     trainer = L.Trainer(
         max_steps=steps,
@@ -302,7 +334,7 @@ def train_multitask_model(
         enable_model_summary=False,
     )
     model.train()
-    trainer.fit(model, loader, val_loader)
+    trainer.fit(model, loader, _loader(val, 256))
     if model.best_state is not None:
         model.load_state_dict(model.best_state)
         model.best_state = None
@@ -319,27 +351,23 @@ def train_multitask_model(
 
 
 def train_task_model(
-    encoder: nn.Module,
+    encoder: Encoder,
     normalizer: BandNormalizer,
     modality: Modality,
     task: Task,
-    num_classes: int,
-    train: tuple[torch.Tensor, torch.Tensor],
-    val: tuple[torch.Tensor, torch.Tensor],
+    train: Dataset,
+    val: Dataset,
     cfg: TrainedProtocolConfig,
     mode: str,
     accelerator: str = "auto",
     seed: int = 0,
-    adapter_options: dict | None = None,
+    adapter_options: AdapterOptions | None = None,
 ) -> TrainedResult:
-    """Train a copy of ``encoder`` with a new head on ``train``; ``mode`` and ``adapter_options`` go to
-    :func:`eossl.models.adapters.configure_trainable` (``frozen``, ``full``, ``spectral``, ...).
-
-    :func:`train_multitask_model` with this one task at weight 1.
-    """
+    """Train a copy of ``encoder`` with a new head for ``task``: :func:`train_multitask_model` with this
+    one task at weight 1."""
     result = train_multitask_model(
-        encoder, normalizer, modality, [task], num_classes, (train[0], {task.name: train[1]}),
-        (val[0], {task.name: val[1]}), cfg, mode, accelerator=accelerator, seed=seed, adapter_options=adapter_options,
+        encoder, normalizer, modality, [task], train, val, cfg, mode, accelerator=accelerator, seed=seed,
+        adapter_options=adapter_options,
     )  # fmt: skip
     return TrainedResult(
         model=result.model,
@@ -352,23 +380,26 @@ def train_task_model(
 
 
 @torch.no_grad()
-def predict_tasks(
-    model: TaskModel, images: torch.Tensor, device: torch.device, batch_size: int = 256
-) -> dict[str, torch.Tensor]:
-    """Every task's outputs of ``model`` on ``images`` (physical units), computed in batches on ``device``."""
+def predict_tasks(model: TaskModel, batches: Iterable[torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """Every task's outputs of ``model`` on image batches (physical units), computed on ``device``."""
     model = model.to(device).eval()
     outputs: dict[str, list[torch.Tensor]] = {name: [] for name in model.tasks}
     with bf16_autocast(device):
-        for i in range(0, len(images), batch_size):
-            for name, out in model(images[i : i + batch_size].to(device)).items():
+        for images in batches:
+            for name, out in model(images.to(device)).items():
                 outputs[name].append(out.float().cpu())
     model.cpu()
     return {name: torch.cat(parts) for name, parts in outputs.items()}
 
 
-def predict(model: TaskModel, images: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
-    """Outputs of a single-task ``model`` on ``images`` (physical units), computed in batches on ``device``."""
+def in_batches(images: torch.Tensor, batch_size: int = 256) -> Iterator[torch.Tensor]:
+    """``images`` in consecutive batches (for :func:`predict_tasks` on tensors in memory)."""
+    return (images[i : i + batch_size] for i in range(0, len(images), batch_size))
+
+
+def predict(model: TaskModel, batches: Iterable[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """Outputs of a single-task ``model`` on image batches (physical units), computed on ``device``."""
     if len(model.tasks) != 1:
         raise ValueError(f"predict takes a single-task model, this one has {list(model.tasks)}: use predict_tasks")
     (name,) = model.tasks
-    return predict_tasks(model, images, device, batch_size)[name]
+    return predict_tasks(model, batches, device)[name]

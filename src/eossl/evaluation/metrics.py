@@ -46,10 +46,16 @@ def multi_label_metrics(logits: torch.Tensor, targets: torch.Tensor, num_classes
     }
 
 
-def segmentation_metrics(logits: torch.Tensor, targets: torch.Tensor, num_classes: int) -> dict[str, float]:
-    """Pixel accuracy and mIoU (mean over the classes present in ``targets``) of ``[N, K, H, W]`` logits."""
+def segmentation_metrics(
+    logits: torch.Tensor, targets: torch.Tensor, num_classes: int, ignore_index: int | None = None
+) -> dict[str, float]:
+    """Pixel accuracy and mIoU (mean over the classes present in ``targets``) of ``[N, K, H, W]`` logits;
+    pixels labelled ``ignore_index`` count for neither."""
     logits = _pad_classes(logits.float(), num_classes)
     pred = logits.argmax(1)
+    if ignore_index is not None:
+        keep = targets != ignore_index
+        pred, targets = pred[keep], targets[keep]
     present = torch.bincount(targets.flatten(), minlength=num_classes) > 0
     iou = multiclass_jaccard_index(pred, targets, num_classes, average="none")
     return {"pixel_accuracy": float((pred == targets).float().mean()), "mIoU": float(iou[present].mean())}

@@ -1,4 +1,9 @@
-"""Figures of an evaluation report: label efficiency, convergence, prediction maps."""
+"""Figures of an evaluation report: label efficiency, convergence, prediction maps.
+
+Panels follow the report's task order and show each task's primary metric, both from the task's kind
+(the ``kind`` column of results and summaries; curves join on task through ``kinds``). Saved maps are
+read with ``torch.load(weights_only=True)``: tensors, lists and strings only, nothing unpickled.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ import torch
 from matplotlib.colors import ListedColormap
 
 from eossl.data.plotting import WORLDCOVER_COLOURS, stretch
-from eossl.evaluation.tasks import PRIMARY_METRIC
+from eossl.evaluation.results import ordered_tasks, primary_metric, task_kinds
 from eossl.io import atomic_path
 
 LINE_STYLES = {"linear": "-", "knn": ":", "frozen": "-.", "finetune": "--"}
@@ -37,18 +42,24 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
-def _tasks(frame: pd.DataFrame) -> list[str]:
-    return [t for t in PRIMARY_METRIC if t in set(frame.task)]
+def _tasks(frame: pd.DataFrame, kinds: dict[str, str]) -> list[tuple[str, str]]:
+    """``(task, primary metric)`` in report order, for the tasks of ``frame`` of a known kind."""
+    tasks = [(t, primary_metric(kinds.get(t, t))) for t in ordered_tasks(frame, kinds)]
+    return [(t, m) for t, m in tasks if m is not None]
+
+
+def _panels(count: int) -> tuple[plt.Figure, list[plt.Axes]]:
+    fig, axes = plt.subplots(1, max(count, 1), figsize=(5.2 * max(count, 1), 4), squeeze=False)
+    return fig, list(axes[0])
 
 
 def plot_label_efficiency(summary: pd.DataFrame, path: Path) -> Path:
     """Primary metric against label fraction (log axis): one panel per task, colour per init, style per protocol."""
-    tasks = _tasks(summary)
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 4), squeeze=False)
+    tasks = _tasks(summary, task_kinds(summary))
+    fig, axes = _panels(len(tasks))
     colours = {init: f"C{i}" for i, init in enumerate(summary.init.unique())}
     protocols = list(summary.protocol.unique())
-    for ax, task in zip(axes[0], tasks, strict=True):
-        metric = PRIMARY_METRIC[task]
+    for ax, (task, metric) in zip(axes, tasks, strict=False):
         part = summary[(summary.task == task) & (summary.metric == metric)]
         for (protocol, init), rows in part.groupby(["protocol", "init"], sort=False):
             rows = rows.sort_values("fraction")
@@ -62,16 +73,19 @@ def plot_label_efficiency(summary: pd.DataFrame, path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_convergence(curves: pd.DataFrame, path: Path) -> Path | None:
+def plot_convergence(curves: pd.DataFrame, path: Path, kinds: dict[str, str] | None = None) -> Path | None:
     """Validation metric per epoch of the trained protocols at the largest fraction, mean over seeds:
-    the "pretrained models converge faster" figure (fine-tuning vs training from scratch)."""
+    the "pretrained models converge faster" figure (fine-tuning vs training from scratch).
+    ``kinds``: ``task -> kind`` from the results (curves have no kind column; default ``kind = task``)."""
     if curves.empty:
         return None
-    tasks = _tasks(curves)
-    fig, axes = plt.subplots(1, len(tasks), figsize=(5.2 * len(tasks), 4), squeeze=False)
+    tasks = _tasks(curves, kinds or {})
+    if not tasks:
+        return None
+    fig, axes = _panels(len(tasks))
     colours = {init: f"C{i}" for i, init in enumerate(curves.init.unique())}
     protocols = list(curves.protocol.unique())
-    for ax, task in zip(axes[0], tasks, strict=True):
+    for ax, (task, metric) in zip(axes, tasks, strict=True):
         part = curves[curves.task == task]
         part = part[part.fraction == part.fraction.max()]
         for (protocol, init), rows in part.groupby(["protocol", "init"], sort=False):
@@ -79,7 +93,7 @@ def plot_convergence(curves: pd.DataFrame, path: Path) -> Path | None:
             label = f"{init} ({protocol})" + (" = from scratch" if (init, protocol) == ("random", "finetune") else "")
             style = _style(protocol, protocols)
             ax.plot(mean.epoch, mean.value, linestyle=style, marker=".", color=colours[init], label=label)
-        ax.set(xlabel="epoch", ylabel=f"validation {PRIMARY_METRIC[task]}",
+        ax.set(xlabel="epoch", ylabel=f"validation {metric}",
                title=f"{task}, {part.fraction.max() * 100:g}% labels")  # fmt: skip
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
@@ -91,26 +105,51 @@ def _rgb(image: torch.Tensor, bands: list[str]) -> np.ndarray:
     return stretch(torch.nan_to_num(image[picks].float()).permute(1, 2, 0).numpy())
 
 
+def _load(path: Path) -> object:
+    """A saved map or inputs dict; ``weights_only``: tensors and plain containers, never arbitrary objects."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _map(image: object) -> np.ndarray:
+    """A [H, W] array of a map saved as [H, W] or [1, H, W]."""
+    array = np.asarray(image)
+    return array[0] if array.ndim == 3 and array.shape[0] == 1 else array
+
+
+def _prediction_files(folder: Path, task: str) -> list[Path]:
+    """``TASK-PROTOCOL-INIT.pt`` of ``task``, not those of another task whose name starts with ``TASK-``."""
+    others = {p.name.removesuffix("-inputs.pt") for p in folder.glob("*-inputs.pt")} - {task}
+    longer = [f"{o}-" for o in others if o.startswith(f"{task}-")]
+    return [p for p in sorted(folder.glob(f"{task}-*.pt")) if p.name != f"{task}-inputs.pt"
+            and not any(p.name.startswith(prefix) for prefix in longer)]  # fmt: skip
+
+
 def plot_prediction_maps(folder: Path, task: str, path: Path) -> Path | None:
-    """Rows: test samples; columns: image, truth, then each (protocol, init)'s predicted map."""
+    """Rows: test samples; columns: image, truth, then each (protocol, init)'s predicted map (classes
+    in the store's class colours; continuous maps, e.g. pixel regression, on one shared colour scale)."""
     inputs_path = folder / f"{task}-inputs.pt"
     if not inputs_path.exists():
         return None
-    inputs = torch.load(inputs_path)
-    predictions = {p.stem.removeprefix(f"{task}-"): torch.load(p) for p in sorted(folder.glob(f"{task}-*.pt"))}
-    predictions.pop("inputs")
-    names = list(inputs["class_names"]) or [str(i) for i in range(int(inputs["truth"].max()) + 1)]
-    colours = list(WORLDCOVER_COLOURS[: len(names)]) if len(names) <= len(WORLDCOVER_COLOURS) else None
-    cmap = ListedColormap(colours) if colours else "tab20"
+    inputs = _load(inputs_path)
+    predictions = {p.stem.removeprefix(f"{task}-"): _load(p) for p in _prediction_files(folder, task)}
+    truth = torch.as_tensor(inputs["truth"])
+    if truth.is_floating_point():
+        finite = truth[torch.isfinite(truth)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.numel() else (0.0, 1.0)
+        style = {"cmap": "viridis", "vmin": low, "vmax": high, "interpolation": "nearest"}
+    else:
+        names = list(inputs["class_names"]) or [str(i) for i in range(int(truth.max()) + 1)]
+        colours = list(WORLDCOVER_COLOURS[: len(names)]) if len(names) <= len(WORLDCOVER_COLOURS) else None
+        cmap = ListedColormap(colours) if colours else "tab20"
+        style = {"cmap": cmap, "vmin": 0, "vmax": len(names) - 1, "interpolation": "nearest"}
     rows, cols = len(inputs["images"]), 2 + len(predictions)
     fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 1.9 * rows + 0.4), squeeze=False)
     for r in range(rows):
-        panels = [("image", _rgb(inputs["images"][r], inputs["bands"])), ("truth", inputs["truth"][r])]
-        panels += [(name, pred[r]) for name, pred in predictions.items()]
+        panels = [("image", _rgb(inputs["images"][r], inputs["bands"])), ("truth", _map(truth[r]))]
+        panels += [(name, _map(pred[r])) for name, pred in predictions.items()]
         for c, (title, image) in enumerate(panels):
             ax = axes[r][c]
-            kwargs = {} if c == 0 else {"cmap": cmap, "vmin": 0, "vmax": len(names) - 1, "interpolation": "nearest"}
-            ax.imshow(np.asarray(image), **kwargs)
+            ax.imshow(image, **({} if c == 0 else style))
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:

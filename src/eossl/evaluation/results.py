@@ -5,7 +5,10 @@ modality, num_labels, trainable_params, weight_decay`` (and ``k`` from the metho
 adds ``head_params``, ``steps``, ``best_step`` and ``schema_version``, and ``trainable_params``
 counts encoder parameters only (the head's are in ``head_params``); version 3 adds ``fusion`` (how
 the modalities in ``modality``, e.g. ``s2+s1``, were fused: ``none``, ``early``, ``stems``,
-``late-concat``, ...) and ``missing`` (the modality blanked at test time, empty otherwise).
+``late-concat``, ...) and ``missing`` (the modality blanked at test time, empty otherwise); version 4
+adds ``kind`` (the task kind of the row's task: tasks are named by the user, e.g. ``crop_type``, so the
+report reads primary metrics and task order from the kind, :data:`eossl.evaluation.registry.TASK_KINDS`).
+Older files read as ``kind = task`` (their task names were the kind names).
 """
 
 from __future__ import annotations
@@ -14,13 +17,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from eossl.evaluation.registry import TASK_KINDS, kind_order
 from eossl.io import atomic_path
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 RESULT_COLUMNS = [
     "init",
     "protocol",
     "task",
+    "kind",
     "fraction",
     "seed",
     "metric",
@@ -38,12 +43,12 @@ RESULT_COLUMNS = [
     "k",
     "schema_version",
 ]
-REQUIRED_COLUMNS = RESULT_COLUMNS[:7]
+REQUIRED_COLUMNS = ["init", "protocol", "task", "fraction", "seed", "metric", "value"]  # every version has them
+# learning curves carry no kind: join them with the results on task
 CURVE_COLUMNS = ["init", "protocol", "task", "fraction", "seed", "step", "epoch", "metric", "value"]
 
 
-class ResultsError(ValueError):
-    """A results file cannot be read as eossl results."""
+from eossl.errors import ResultsError  # noqa: E402  (re-exported)
 
 
 def write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
@@ -53,7 +58,7 @@ def write_csv_atomic(frame: pd.DataFrame, path: Path) -> None:
 
 def load_results(run: Path) -> pd.DataFrame:
     """``RUN/results.csv`` (or a results CSV itself), checked against the schema and upgraded to the
-    current version's columns (missing optional columns are empty)."""
+    current version's columns (missing optional columns are empty; versions 1-3 get ``kind = task``)."""
     path = Path(run) / "results.csv" if Path(run).is_dir() else Path(run)
     if not path.exists():
         raise ResultsError(f"no results at '{path}': pass a folder written by 'eossl evaluate' or its results.csv")
@@ -71,7 +76,27 @@ def load_results(run: Path) -> pd.DataFrame:
     for column, default in (("fusion", "none"), ("missing", "")):
         values = frame[column].astype(object)
         frame[column] = values.where(values.notna(), default)
+    return with_kinds(frame)
+
+
+def with_kinds(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with a ``kind`` on every row: rows without one (results of schema versions 1-3,
+    hand-made frames) get ``kind = task``, as task names were the kind names then."""
+    if "kind" in frame and frame["kind"].notna().all():
+        return frame
+    kinds = frame["kind"].astype(object) if "kind" in frame else pd.Series(None, index=frame.index, dtype=object)
+    frame = frame.copy()
+    frame["kind"] = kinds.where(kinds.notna(), frame["task"])
     return frame
+
+
+def task_kinds(frame: pd.DataFrame) -> dict[str, str]:
+    """``task -> kind`` of the tasks in a results or summary frame, in order of first appearance (the
+    first row's kind when rows of a task disagree; ``kind = task`` where the frame has none)."""
+    if frame.empty:
+        return {}
+    rows = with_kinds(frame[["task", "kind"]] if "kind" in frame else frame[["task"]])
+    return dict(rows.drop_duplicates("task").itertuples(index=False, name=None))
 
 
 def _run_names(runs: list[Path]) -> list[str]:
@@ -102,3 +127,27 @@ def merge_runs(runs: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
         renamed = frame.init.isin(shared)
         frame.loc[renamed, "init"] = frame.loc[renamed, "init"] + " (" + frame.loc[renamed, "run"] + ")"
     return results, curves_frame
+
+
+def ordered_tasks(frame: pd.DataFrame, kinds: dict[str, str] | None = None) -> list[str]:
+    """The tasks of ``frame`` in report order: by their kind's order (:func:`kind_order`), then by first
+    appearance. ``kinds``: ``task -> kind`` (default: :func:`task_kinds` of ``frame``)."""
+    kinds = task_kinds(frame) if kinds is None else kinds
+    tasks = list(dict.fromkeys(frame["task"])) if not frame.empty else []
+    return sorted(tasks, key=lambda t: kind_order(kinds.get(t, t)))
+
+
+def primary_metric(kind: str) -> str | None:
+    """The primary metric of a task kind (tables, comparisons, "labels saved"); None for an unknown kind."""
+    cls = TASK_KINDS.get(kind)
+    return cls.primary if cls is not None else None
+
+
+def higher_is_better(kind: str) -> bool:
+    cls = TASK_KINDS.get(kind)
+    return cls.higher_is_better if cls is not None else True
+
+
+def is_dense(kind: str) -> bool:
+    cls = TASK_KINDS.get(kind)
+    return bool(cls is not None and cls.dense)

@@ -1,11 +1,18 @@
-"""The shared base of pretraining methods: encoder, on-device views, schedules, optimiser.
+"""The shared base of pretraining methods: modalities, encoder, on-device views, schedules, optimiser, export.
 
-A method = pairing x objective x encoder. The base owns the encoder and the pairing
-(:meth:`PretrainMethod.views`): by augmentation (two augmentations of one scene) or, with
-``method.pairing: temporal``, temporal (the scene and another date of its place, each augmented);
-a subclass adds its heads and writes ``training_step`` as the paper's pseudo-code. Health (collapse,
-rank, kNN) is watched from outside by :class:`eossl.methods.health.HealthMonitor`, so every method is
-monitored the same way.
+A method = pairing x objective x encoder. The base owns the modalities (their normalisation and
+augmentation), the encoder and the pairing (:meth:`PretrainMethod.views`): by augmentation (two
+augmentations of one scene) or, with ``method.pairing: temporal``, temporal (the scene and another
+date of its place, each augmented); a subclass adds its heads and writes ``training_step`` as the
+paper's pseudo-code. Cross-modal methods (:class:`eossl.methods.zoo.cross_modal.CrossModalMethod`)
+derive from the same base with their own encoder layout. Health (collapse, rank, kNN) is watched from
+outside by :class:`eossl.methods.health.HealthMonitor`, so every method is monitored the same way.
+
+Every method is built the same way, ``Method(config, modalities, stats)``: the resolved pretrain config
+(``PretrainConfig.model_dump(mode="json")``), the store's descriptions of the modalities it trains on
+(``dataclasses.asdict(Modality)``, anchor first; single-modality methods take exactly one) and their
+band statistics by modality. Its checkpoints carry ``checkpoint["eossl"]`` (:func:`eossl.checkpoints.encoder_metadata`)
+describing the encoders it exports (:meth:`PretrainMethod.export_encoders`).
 """
 
 from __future__ import annotations
@@ -20,39 +27,86 @@ from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightly.utils.scheduler import cosine_schedule
 from torch import nn
 
-from eossl.config import ConfigError
+from eossl.checkpoints import METADATA_KEY, encoder_metadata
 from eossl.data.augment import AugmentConfig, MultiModalAugment
 from eossl.data.modality import Modality
 from eossl.data.normalize import BandNormalizer
-from eossl.models.encoders import check_input_bands, encoder_from_config, is_vision_transformer
+from eossl.errors import ConfigError
+from eossl.methods.optimizers import OPTIMIZERS
+from eossl.methods.registry import MethodConfig
+from eossl.models.encoders import encoder_from_config, is_vision_transformer
+
+
+def as_modality(description: dict[str, Any]) -> Modality:
+    """A :class:`Modality` from its ``asdict`` form (lists, as read back from JSON, become tuples)."""
+    return Modality(**{k: tuple(v) if isinstance(v, list) else v for k, v in description.items()})
 
 
 class PretrainMethod(L.LightningModule):
     """Subclasses define ``training_step`` from :meth:`views` and :attr:`encoder`.
 
-    Hyperparameters saved in the checkpoint hold everything needed to rebuild the encoder and its
-    input normalisation without the store (see :func:`eossl.methods.load_pretrained_encoder`).
+    ``config`` (class attribute) is the method's config class; ``name`` is set by the registry.
     """
 
+    config: ClassVar[type[MethodConfig]] = MethodConfig
+    name: ClassVar[str] = ""
     uses_local_views: ClassVar[bool] = False
 
-    def __init__(self, config: dict[str, Any], modality: dict[str, Any], stats: dict[str, list[float]]) -> None:
+    def __init__(
+        self, config: dict[str, Any], modalities: list[dict[str, Any]], stats: dict[str, dict[str, list[float]]]
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.cfg = config
         self.hp = config["method"]
-        self.modality_name = modality["name"]
-        spec = Modality(**{k: tuple(v) if isinstance(v, list) else v for k, v in modality.items()})
+        specs = self.check_modalities([as_modality(m) for m in modalities])
+        self.modality_names = [s.name for s in specs]
+        self.modality_name = self.modality_names[0]  # the anchor: health, online kNN, default export
+        self.channels = {s.name: s.num_bands for s in specs}
+        self.modality_descriptions = [dict(m) for m in modalities]
         augment = AugmentConfig(**config["augment"])
         if augment.local_views and not self.uses_local_views:
             raise ConfigError(f"'augment.local_views': method '{self.hp['name']}' does not use multi-crop views")
-        multi_size = augment.local_views > 0 and is_vision_transformer(config["encoder"]["name"])
-        self.encoder = encoder_from_config(config["encoder"], spec.num_bands, dynamic_img_size=multi_size)
-        self.normalizer = BandNormalizer({self.modality_name: stats}, [self.modality_name])
-        self.augment = MultiModalAugment({self.modality_name: spec}, augment)
+        self.build_encoders(augment)
+        self.normalizers = nn.ModuleDict({n: BandNormalizer(stats, [n]) for n in self.modality_names})
+        self.band_stats = {n: {k: list(stats[n][k]) for k in ("mean", "std")} for n in self.modality_names}
+        self.augment = MultiModalAugment({s.name: s for s in specs}, augment)
+
+    # -- what a layout of modalities and encoders defines (single modality here) -------------------
+    def check_modalities(self, specs: list[Modality]) -> list[Modality]:
+        """The modalities this method trains on, checked: exactly one here."""
+        if len(specs) != 1:
+            raise ConfigError(
+                f"'data.modality': method '{self.hp['name']}' trains on one modality, got {[s.name for s in specs]}"
+            )
+        return specs
+
+    def build_encoders(self, augment: AugmentConfig) -> None:
+        """``self.encoder`` for the modality (ViTs take several input sizes when there are local views)."""
+        multi_size = augment.local_views > 0 and is_vision_transformer(self.cfg["encoder"]["name"])
+        self.encoder = encoder_from_config(
+            self.cfg["encoder"], self.channels[self.modality_name], dynamic_img_size=multi_size
+        )
+
+    def export_encoders(self) -> dict[str, dict[str, Any]]:
+        """How to rebuild the exported encoders from the state dict (spec format of :mod:`eossl.checkpoints`)."""
+        name = self.modality_name
+        return {name: {"kind": "plain", "prefix": f"{self.config.export}.", "in_chans": self.channels[name]}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint[METADATA_KEY] = encoder_metadata(
+            self.hp["name"], self.cfg, self.modality_descriptions, self.band_stats, self.export_encoders()
+        )
+
+    # -- the anchor ----------------------------------------------------------------------------------
+    @property
+    def normalizer(self) -> BandNormalizer:
+        """The anchor modality's normaliser (:attr:`normalizers` holds every modality's)."""
+        return self.normalizers[self.modality_name]
 
     @property
     def num_features(self) -> int:
+        """Width of the anchor encoder's pooled features (``self.encoder``, fed ``[B, C_anchor, H, W]``)."""
         return int(self.encoder.num_features)
 
     # -- pairing ------------------------------------------------------------------------------------
@@ -68,7 +122,7 @@ class PretrainMethod(L.LightningModule):
                 f"no {', '.join(repr(k) for k in missing)} (build the EODataModule with dates={count})"
             )
         x = torch.cat([batch[k] for k in keys])
-        check_input_bands(self.encoder, x, name)
+        self.encoder.check_bands(x, name)
         filled = self.normalizer.fill_invalid({name: x})[name]
         self.log("train/filled_values", float(self.normalizer.filled[name]), reduce_fx="max")
         return list(filled.chunk(count))
@@ -102,7 +156,7 @@ class PretrainMethod(L.LightningModule):
     # -- schedules ---------------------------------------------------------------------------------
     @property
     def total_steps(self) -> int:
-        trainer = getattr(self, "_trainer", None)
+        trainer = self._trainer
         return max(1, int(trainer.estimated_stepping_batches)) if trainer is not None else 1
 
     def cosine(self, start: float, end: float) -> float:
@@ -131,21 +185,15 @@ class PretrainMethod(L.LightningModule):
 
     # -- optimisation ------------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
-        """AdamW / SGD / LARS; no weight decay on biases and norms; linear warmup, then cosine decay."""
+        """``optim.optimizer`` (:data:`~eossl.methods.optimizers.OPTIMIZERS`); no weight decay on biases
+        and norms; linear warmup, then cosine decay."""
         opt = self.cfg["optim"]
         trainable = [p for p in self.parameters() if p.requires_grad]
         groups = [
             {"params": [p for p in trainable if p.ndim > 1], "weight_decay": opt["weight_decay"]},
             {"params": [p for p in trainable if p.ndim <= 1], "weight_decay": 0.0},
         ]
-        if opt["optimizer"] == "adamw":
-            optimizer = torch.optim.AdamW(groups, lr=opt["lr"])
-        elif opt["optimizer"] == "sgd":
-            optimizer = torch.optim.SGD(groups, lr=opt["lr"], momentum=0.9)
-        else:
-            from lightly.utils.lars import LARS
-
-            optimizer = LARS(groups, lr=opt["lr"], momentum=0.9)
+        optimizer = OPTIMIZERS[opt["optimizer"]](groups, opt["lr"])
         total = self.total_steps
         warmup = int(opt["warmup_fraction"] * total)
 
@@ -157,3 +205,6 @@ class PretrainMethod(L.LightningModule):
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+__all__ = ["PretrainMethod", "as_modality"]

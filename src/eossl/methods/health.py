@@ -32,8 +32,8 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from eossl.evaluation.features import encode
-from eossl.evaluation.knn import knn_accuracy
+from eossl.models.features import encode
+from eossl.models.knn import knn_accuracy
 
 
 def normalized_std(features: torch.Tensor) -> float:

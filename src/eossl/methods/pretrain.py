@@ -1,54 +1,74 @@
-"""``eossl pretrain``: build the data module and method from a config, train, checkpoint, summarise."""
+"""``eossl pretrain``: build the data module and method from a config, train, checkpoint, summarise.
+
+Every method is built the same way (``METHODS[name](config, modalities, stats)``) and writes its own
+``"eossl"`` checkpoint metadata; encoders are reloaded by :mod:`eossl.checkpoints`, whose loaders are
+re-exported here (:func:`load_pretrained_encoder`, :func:`load_pretrained_encoders`,
+:class:`PretrainedEncoder`). A ``resume`` checkpoint is read safely and checked before any training.
+"""
 
 from __future__ import annotations
 
+import inspect
 import resource
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
+import yaml
 from lightning.pytorch.callbacks import LambdaCallback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
-from eossl.config import ConfigError, PretrainConfig, dump_config
+from eossl.checkpoints import (
+    PretrainedEncoder,
+    checkpoint_metadata,
+    load_pretrained_encoder,
+    load_pretrained_encoders,
+)
 from eossl.data.datamodule import EODataModule, StoreDataset
 from eossl.data.modality import Modality
-from eossl.data.normalize import BandNormalizer
 from eossl.data.store import SampleStore, write_json_atomic
-from eossl.errors import EmbeddingCollapseError
-from eossl.methods import method_class
+from eossl.errors import CheckpointError, ConfigError, EmbeddingCollapseError
+from eossl.io import write_text_atomic
+from eossl.methods.config import PretrainConfig
 from eossl.methods.health import HealthMonitor, KnnData
-from eossl.methods.hparams import METHOD_CONFIGS
-from eossl.models.encoders import encoder_from_config
+from eossl.methods.registry import METHODS
 from eossl.training import quiet_lightning, resolve_precision
 
 
+def _knn_target(store: SampleStore) -> str | None:
+    """The store's first declared single-label target (the online kNN's labels), or None."""
+    single = store.targets_of_kind("single-label")
+    return single[0].name if single else None
+
+
 def _knn_data(dm: EODataModule, cfg: PretrainConfig, modality: str) -> KnnData | None:
-    """Labelled bank (train) and queries (val) of ``modality`` for the online kNN, when the store has labels."""
-    if "label" not in dm.store.table.columns or len(dm.splits["val"]) == 0:
+    """Labelled bank (train) and queries (val) of ``modality`` for the online kNN, when the store declares
+    a single-label target (the first one)."""
+    target = _knn_target(dm.store)
+    if target is None or len(dm.splits["val"]) == 0:
         return None
     rng = np.random.default_rng(cfg.seed)
     parts = {}
     for split, size in (("train", cfg.health.knn_bank_size), ("val", cfg.health.knn_query_size)):
         members = dm.splits[split]
         chosen = np.sort(rng.choice(members, size=min(size, len(members)), replace=False))
-        parts[split] = StoreDataset(dm.store, chosen, [modality], ["label"], dm.arrays).__getitems__(
+        parts[split] = StoreDataset(dm.store, chosen, [modality], [target], dm.arrays).__getitems__(
             list(range(len(chosen)))
         )
     train, val = parts["train"], parts["val"]
-    return KnnData(train[modality], train["label"], val[modality], val["label"])
+    return KnnData(train[modality], train[target], val[modality], val[target])
 
 
 def pretrain_modalities(cfg: PretrainConfig, store: SampleStore) -> list[Modality]:
     """The store modalities a run trains on: ``data.modality``, or for cross-modal methods
     ``data.modalities`` (anchor first); a :class:`ConfigError` naming the key otherwise."""
     method = cfg.method.name
-    cross_modal = sorted(n for n, c in METHOD_CONFIGS.items() if c.cross_modal)
-    if METHOD_CONFIGS[method].cross_modal:
+    cross_modal = [n for n, m in METHODS.items() if m.config.cross_modal]
+    if METHODS[method].config.cross_modal:
         key, names = "data.modalities", cfg.data.modalities or []
         if len(names) < 2 or len(set(names)) != len(names):
             raise ConfigError(
@@ -106,6 +126,19 @@ def _memory_mb(device: torch.device, rss_before: float | None, reset: bool) -> d
     return memory
 
 
+def _check_resume(path: Path, method: str) -> None:
+    """Refuse a ``resume`` checkpoint that is missing, damaged, unsafe (it would run code when loaded),
+    not an eossl pretraining checkpoint, or of another method, before any training."""
+    try:
+        meta, _ = checkpoint_metadata(path)  # read with weights_only=True: nothing in the file runs
+    except CheckpointError as exc:
+        raise CheckpointError(f"'resume': {exc}") from None
+    if meta["method"] != method:
+        raise CheckpointError(
+            f"'resume': checkpoint '{path}' was written by method '{meta['method']}'; this run trains '{method}'"
+        )
+
+
 def run_pretrain(cfg: PretrainConfig) -> Path:
     """Train ``cfg.method`` on the store's training split; return the path of the last checkpoint.
 
@@ -134,16 +167,13 @@ def run_pretrain(cfg: PretrainConfig) -> Path:
     if len(set(sizes.values())) > 1:
         raise ConfigError(f"'data.modalities': co-registered modalities need patches of one size, got {sizes}")
     cfg = cfg.model_copy(update={"encoder": cfg.encoder.with_img_size(sizes[modality.name][-1])})
-    if cfg.resume is not None and not Path(cfg.resume).exists():
-        raise ConfigError(f"'resume': checkpoint '{cfg.resume}' does not exist")
-    if METHOD_CONFIGS[cfg.method.name].cross_modal:
-        stats = {m.name: store.stats[m.name] for m in modalities}
-        model = method_class(cfg.method.name)(cfg.model_dump(mode="json"), [asdict(m) for m in modalities], stats)
-    else:
-        model = method_class(cfg.method.name)(cfg.model_dump(mode="json"), asdict(modality), store.stats[modality.name])
+    if cfg.resume is not None:
+        _check_resume(cfg.resume, cfg.method.name)
+    stats = {m.name: store.stats[m.name] for m in modalities}
+    model = METHODS[cfg.method.name](cfg.model_dump(mode="json"), [asdict(m) for m in modalities], stats)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    dump_config(cfg, out / "config.yaml")
+    write_text_atomic(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0)
     health = HealthMonitor(cfg.health.model_dump(), _knn_data(dm, cfg, modality.name))
     progress = [TQDMProgressBar(refresh_rate=10)] if cfg.trainer.progress_bar else []
@@ -165,11 +195,18 @@ def run_pretrain(cfg: PretrainConfig) -> Path:
     )
     start = time.perf_counter()
     rss_before, reset = _proc_status_mb("VmRSS"), _reset_peak_rss()
-    trainer.fit(model, datamodule=dm, ckpt_path=cfg.resume)
+    safe = {"weights_only": True} if "weights_only" in inspect.signature(trainer.fit).parameters else {}
+    trainer.fit(model, datamodule=dm, ckpt_path=cfg.resume, **safe)
     seconds = time.perf_counter() - start
     samples = (trainer.global_step - first_step["step"]) * cfg.data.batch_size
-    normalizers = getattr(model, "normalizers", {modality.name: model.normalizer})
-    filled = {name: count for n in normalizers.values() for name, count in n.filled.items()}
+    last = out / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        raise ConfigError(
+            f"pretraining ran no step (trainer.max_steps={cfg.trainer.max_steps}, "
+            f"max_epochs={cfg.trainer.max_epochs}, {len(dm.splits['train'])} training samples), "
+            f"so no checkpoint was written to '{last}'"
+        )
+    filled = {name: count for n in model.normalizers.values() for name, count in n.filled.items()}
     summary = {
         "method": cfg.method.name,
         "encoder": cfg.encoder.name,
@@ -186,98 +223,20 @@ def run_pretrain(cfg: PretrainConfig) -> Path:
         "filled_nonfinite_values": filled,
         "device": str(model.device),
         "precision": str(trainer.precision),
-        "checkpoint": str(out / "checkpoints" / "last.ckpt"),
+        "checkpoint": str(last),
     }
     write_json_atomic(out / "summary.json", summary)
     if any(filled.values()):
         print(f"warning: filled {filled} non-finite input values with band means (see summary.json)")
     if health.stop_reason:
         raise EmbeddingCollapseError(f"pretraining stopped: {health.stop_reason} (details in {out / 'summary.json'})")
-    return out / "checkpoints" / "last.ckpt"
+    return last
 
 
-@dataclass
-class PretrainedEncoder:
-    """An encoder rebuilt from a pretraining checkpoint, with what is needed to feed it.
-
-    ``modality`` names its input (a store modality, or ``"s2+s1"`` for the stacked input of a stem-fused
-    encoder); ``modalities`` are the store modalities that input stacks, in order.
-    """
-
-    encoder: torch.nn.Module
-    normalizer: BandNormalizer
-    modality: str
-    method: str
-    encoder_config: dict
-    modalities: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.modalities = self.modalities or self.modality.split("+")
-
-    @property
-    def encoder_name(self) -> str:
-        return self.encoder_config["name"]
-
-
-def _hyperparameters(path: Path) -> tuple[dict, dict]:
-    """The checkpoint's saved constructor arguments (config, modality or modalities, stats) and state dict."""
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint '{path}' does not exist")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    hp = ckpt.get("hyper_parameters", {})
-    needed = ["config", "modalities" if "modalities" in hp else "modality", "stats"]
-    missing = [k for k in needed if k not in hp] + [k for k in ["state_dict"] if k not in ckpt]
-    if missing:
-        raise ValueError(f"checkpoint '{path}' was not written by eossl pretrain (missing {', '.join(missing)})")
-    return hp, ckpt["state_dict"]
-
-
-def _cross_modal_encoders(hp: dict, state: dict) -> dict[str, PretrainedEncoder]:
-    cfg, stats = hp["config"], hp["stats"]
-    method = cfg["method"]["name"]
-    cfg = {**cfg, "encoder": {**cfg["encoder"], "weights_file": None}}  # every weight is in the checkpoint
-    model = method_class(method)(cfg, hp["modalities"], stats)
-    model.load_state_dict(state)
-    out = {}
-    for name, encoder in model.modality_encoders().items():
-        parts = name.split("+")
-        joined = {k: [v for p in parts for v in stats[p][k]] for k in ("mean", "std")}
-        normalizer = BandNormalizer({name: joined}, [name])
-        out[name] = PretrainedEncoder(encoder.eval(), normalizer, name, method, dict(cfg["encoder"]), parts)
-    return out
-
-
-def load_pretrained_encoders(checkpoint: str | Path) -> dict[str, PretrainedEncoder]:
-    """Every encoder of a pretraining checkpoint, by the input it takes, with its input normalisation.
-
-    Single-modality methods: ``{modality: encoder}`` (for DINO the teacher). Cross-modal methods: one
-    ordinary encoder per modality, anchor first (``encoders: shared``: the shared trunk with that
-    modality's stem); with shared encoders also the stem-fused encoder under ``"s2+s1"`` (the modalities
-    joined by ``+``), fed the stacked modalities normalised with their concatenated statistics.
-    """
-    path = Path(checkpoint)
-    hp, state = _hyperparameters(path)
-    if "modalities" in hp:
-        return _cross_modal_encoders(hp, state)
-    cfg, modality, stats = hp["config"], hp["modality"], hp["stats"]
-    method = cfg["method"]["name"]
-    prefix = METHOD_CONFIGS[method].export + "." if method in METHOD_CONFIGS else "encoder."
-    encoder = encoder_from_config(cfg["encoder"], len(modality["bands"]))
-    encoder.load_state_dict({k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)})
-    normalizer = BandNormalizer({modality["name"]: stats}, [modality["name"]])
-    pretrained = PretrainedEncoder(encoder.eval(), normalizer, modality["name"], method, dict(cfg["encoder"]))
-    return {modality["name"]: pretrained}
-
-
-def load_pretrained_encoder(checkpoint: str | Path, modality: str | None = None) -> PretrainedEncoder:
-    """Rebuild one encoder (for DINO: the teacher) and its input normalisation from a pretraining checkpoint.
-
-    ``modality``: which input, for cross-modal checkpoints (see :func:`load_pretrained_encoders`); None
-    gives the checkpoint's modality, or the anchor (the first of ``data.modalities``).
-    """
-    encoders = load_pretrained_encoders(checkpoint)
-    if modality is None:
-        return next(iter(encoders.values()))
-    if modality not in encoders:
-        raise KeyError(f"checkpoint '{checkpoint}' has no encoder for '{modality}' (it has: {', '.join(encoders)})")
-    return encoders[modality]
+__all__ = [
+    "PretrainedEncoder",
+    "load_pretrained_encoder",
+    "load_pretrained_encoders",
+    "pretrain_modalities",
+    "run_pretrain",
+]

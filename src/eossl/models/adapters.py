@@ -10,12 +10,16 @@ stem first), ``lora`` (low-rank updates of a frozen ViT's attention projections)
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
-from timm.models import group_parameters
 from torch import nn
 
-MODES = ("frozen", "full", "spectral", "first-layers", "lora")
+from eossl.errors import EncoderError
+from eossl.models.encoders import TimmEncoder
+from eossl.models.interface import Encoder
+from eossl.registry import Registry
 
 
 class SpectralAdapter(nn.Module):
@@ -38,27 +42,28 @@ class SpectralAdapter(nn.Module):
         return x + delta.reshape(b, h, w, c).permute(0, 3, 1, 2)
 
 
-class AdaptedEncoder(nn.Module):
-    """``encoder(adapter(x))``; keeps the encoder's ``num_features``, ``eossl_in_chans``, ``forward_intermediates``
-    and ``forward_head``."""
+class AdaptedEncoder(Encoder):
+    """``encoder(adapter(x))``: an :class:`Encoder` with the inner encoder's bands, features and pyramid."""
 
-    def __init__(self, adapter: nn.Module, encoder: nn.Module) -> None:
+    def __init__(self, adapter: nn.Module, encoder: Encoder) -> None:
         super().__init__()
         self.adapter = adapter
         self.encoder = encoder
-        self.num_features = encoder.num_features
-        if hasattr(encoder, "eossl_in_chans"):
-            self.eossl_in_chans = encoder.eossl_in_chans
-        if hasattr(encoder, "forward_intermediates"):  # so that hasattr() tells dense decoders the truth
-            self.forward_intermediates = self._forward_intermediates
-        if hasattr(encoder, "forward_head"):  # pools forward_intermediates' final map like forward()
-            self.forward_head = encoder.forward_head
+        self.in_chans, self.num_features = encoder.in_chans, encoder.num_features
+        self.handles_missing = encoder.handles_missing
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(self.adapter(x))
 
-    def _forward_intermediates(self, x: torch.Tensor, *args, **kwargs):
-        return self.encoder.forward_intermediates(self.adapter(x), *args, **kwargs)
+    @property
+    def has_pyramid(self) -> bool:
+        return self.encoder.has_pyramid
+
+    def forward_pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.encoder.forward_pyramid(self.adapter(x))
+
+    def forward_pyramid_and_pooled(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        return self.encoder.forward_pyramid_and_pooled(self.adapter(x))
 
 
 class LoRALinear(nn.Module):
@@ -87,6 +92,10 @@ class LoRALinear(nn.Module):
         return self.base(x) + self.scale * self.lora_b(self.lora_a(self.dropout(x)))
 
 
+def _model_name(encoder: nn.Module) -> str:
+    return type(encoder.model if isinstance(encoder, TimmEncoder) else encoder).__name__
+
+
 def add_lora(encoder: nn.Module, rank: int = 8, alpha: float = 16, targets: tuple[str, ...] = ("qkv",)) -> int:
     """Wrap the ``targets`` linear layers of every attention module in :class:`LoRALinear`; how many were wrapped."""
     found = [
@@ -97,62 +106,136 @@ def add_lora(encoder: nn.Module, rank: int = 8, alpha: float = 16, targets: tupl
         if name in targets and isinstance(child, nn.Linear)
     ]
     if not found:
-        raise ValueError(
-            f"LoRA needs attention blocks with {'/'.join(targets)} linear layers; {type(encoder).__name__} "
-            "is not a ViT, use adapter.mode=first-layers or spectral"
+        raise EncoderError(
+            f"LoRA needs attention blocks with {'/'.join(targets)} linear layers; {_model_name(encoder)} "
+            "is not a ViT, use adapter mode first-layers or spectral"
         )
     for module, name in found:
         setattr(module, name, LoRALinear(getattr(module, name), rank, alpha))
     return len(found)
 
 
-def layer_groups(encoder: nn.Module) -> list[list[nn.Parameter]]:
+def layer_groups(encoder: Encoder) -> list[list[nn.Parameter]]:
     """The encoder's parameters in timm's coarse layer groups, input to output (ResNet: stem, layer1..4)."""
-    if not hasattr(encoder, "group_matcher"):
-        raise ValueError(f"{type(encoder).__name__} has no timm group_matcher: its layers cannot be grouped")
-    groups = group_parameters(encoder, encoder.group_matcher(coarse=True), return_values=True)
-    return [groups[key] for key in sorted(groups)]
+    if not isinstance(encoder, TimmEncoder):
+        raise EncoderError(f"{type(encoder).__name__} is not a timm encoder: its layers cannot be grouped")
+    return encoder.layer_groups()
 
 
-def configure_trainable(
-    encoder: nn.Module,
-    mode: str,
-    first_layers: int = 1,
-    lora_rank: int = 8,
-    lora_alpha: float = 16,
-    spectral_hidden: int = 16,
-    spectral_kernel: int = 5,
-) -> nn.Module:
-    """The module to train for ``mode`` (possibly wrapping ``encoder``, modified in place), with requires_grad set.
+@dataclass(frozen=True)
+class AdapterOptions:
+    """Settings of the adapter modes (the ``adapter`` protocol's config fills them)."""
 
-    ``frozen``: nothing trains (frozen-encoder protocol). ``full``: everything trains (full fine-tuning).
-    ``spectral``: a new :class:`SpectralAdapter` (``spectral_hidden`` channels, odd ``spectral_kernel``)
-    in front of the frozen encoder trains (spectral-adapter protocol). ``first-layers``: the first
-    ``first_layers`` groups of :func:`layer_groups` train.
-    ``lora``: only the LoRA matrices added by :func:`add_lora` train (ViTs).
+    first_layers: int = 1
+    lora_rank: int = 8
+    lora_alpha: float = 16
+    spectral_hidden: int = 16
+    spectral_kernel: int = 5
+
+
+class TrainableMode:
+    """What trains when an encoder is fine-tuned; registered in :data:`ADAPTERS` by its mode name.
+
+    ``protocol``: the mode is one of the ``adapter`` protocol's modes (``adapter-<mode>``), not a
+    protocol of its own (``frozen``, ``full``). ``apply`` returns the module to train (maybe wrapping
+    ``encoder``, which it may modify in place) with ``requires_grad`` set.
     """
-    if mode not in MODES:
-        raise ValueError(f"unknown adapter mode '{mode}': use one of {', '.join(MODES)}")
-    encoder.requires_grad_(mode == "full")
-    if mode == "spectral":
-        bands = getattr(encoder, "eossl_in_chans", None)
-        if bands is None:
-            raise ValueError(
-                "spectral adapter needs the encoder's band count (eossl_in_chans): build it with build_encoder"
-            )
+
+    name: ClassVar[str]
+    protocol: ClassVar[bool] = True
+
+    @staticmethod
+    def apply(encoder: Encoder, options: AdapterOptions) -> Encoder:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @staticmethod
+    def protocol_name(options: AdapterOptions) -> str:
+        raise NotImplementedError
+
+
+ADAPTERS: Registry[type[TrainableMode]] = Registry("adapter mode")
+
+
+@ADAPTERS.register("frozen")
+class Frozen(TrainableMode):
+    """Nothing trains (the frozen-encoder protocol)."""
+
+    protocol = False
+
+    @staticmethod
+    def apply(encoder: Encoder, options: AdapterOptions) -> Encoder:
+        return encoder.requires_grad_(False)
+
+
+@ADAPTERS.register("full")
+class Full(TrainableMode):
+    """Every weight trains (full fine-tuning)."""
+
+    protocol = False
+
+    @staticmethod
+    def apply(encoder: Encoder, options: AdapterOptions) -> Encoder:
+        return encoder.requires_grad_(True)
+
+
+@ADAPTERS.register("spectral")
+class Spectral(TrainableMode):
+    """A new :class:`SpectralAdapter` in front of the frozen encoder trains."""
+
+    @staticmethod
+    def apply(encoder: Encoder, options: AdapterOptions) -> Encoder:
+        encoder.requires_grad_(False)
         reference = next(encoder.parameters())
-        adapter = SpectralAdapter(bands, spectral_hidden, spectral_kernel)
-        adapter = adapter.to(device=reference.device, dtype=reference.dtype)
-        return AdaptedEncoder(adapter, encoder)
-    if mode == "first-layers":
+        adapter = SpectralAdapter(encoder.in_chans, options.spectral_hidden, options.spectral_kernel)
+        return AdaptedEncoder(adapter.to(device=reference.device, dtype=reference.dtype), encoder)
+
+    @staticmethod
+    def protocol_name(options: AdapterOptions) -> str:
+        return "adapter-spectral"
+
+
+@ADAPTERS.register("first-layers")
+class FirstLayers(TrainableMode):
+    """The first ``first_layers`` groups of :func:`layer_groups` (stem first) train."""
+
+    @staticmethod
+    def apply(encoder: Encoder, options: AdapterOptions) -> Encoder:
+        encoder.requires_grad_(False)
         groups = layer_groups(encoder)
-        if not 1 <= first_layers <= len(groups):
-            raise ValueError(f"first_layers must be between 1 and {len(groups)} (the encoder's layer groups)")
-        for parameter in (p for group in groups[:first_layers] for p in group):
+        if not 1 <= options.first_layers <= len(groups):
+            raise EncoderError(f"first_layers must be between 1 and {len(groups)} (the encoder's layer groups)")
+        for parameter in (p for group in groups[: options.first_layers] for p in group):
             parameter.requires_grad_(True)
-    elif mode == "lora":
-        add_lora(encoder, lora_rank, lora_alpha)  # the new LoRA matrices are the only trainable parameters
-    return encoder
+        return encoder
+
+    @staticmethod
+    def protocol_name(options: AdapterOptions) -> str:
+        return f"adapter-first-{options.first_layers}"
+
+
+@ADAPTERS.register("lora")
+class LoRA(TrainableMode):
+    """Only the LoRA matrices added by :func:`add_lora` train (ViTs)."""
+
+    @staticmethod
+    def apply(encoder: Encoder, options: AdapterOptions) -> Encoder:
+        encoder.requires_grad_(False)
+        add_lora(encoder, options.lora_rank, options.lora_alpha)
+        return encoder
+
+    @staticmethod
+    def protocol_name(options: AdapterOptions) -> str:
+        return "adapter-lora"
+
+
+def configure_trainable(encoder: Encoder, mode: str, **options: int | float) -> Encoder:
+    """The module to train for ``mode`` (a name of :data:`ADAPTERS`; ``options``: :class:`AdapterOptions`
+    fields), possibly wrapping ``encoder`` (modified in place), with ``requires_grad`` set."""
+    if not isinstance(encoder, Encoder):
+        raise EncoderError(
+            f"{type(encoder).__name__} is not an eossl Encoder: build it with eossl.models.encoders.build_encoder"
+        )
+    return ADAPTERS[mode].apply(encoder, AdapterOptions(**options))
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:

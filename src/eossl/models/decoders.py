@@ -1,7 +1,7 @@
 """A light segmentation decoder over any timm encoder's feature pyramid.
 
-timm's ``forward_intermediates`` returns the feature maps of every stage for ResNets and ViTs alike
-(ViT tokens come back as ``[B, C, H/p, W/p]`` grids), so one decoder serves both. Written here
+Every :class:`~eossl.models.interface.Encoder` gives its feature pyramid (timm's ``forward_intermediates``
+for ResNets and ViTs alike; ViT tokens come back as ``[B, C, H/p, W/p]`` grids), so one decoder serves all. Written here
 because segmentation-models-pytorch's decoders expect its own encoder wrappers, not an arbitrary
 timm model with an EO stem. The design is an FPN-style sum: each level is projected by a 1x1
 convolution, resized to the finest level, summed, refined by a 3x3 convolution and classified per
@@ -14,28 +14,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-def feature_pyramid(encoder: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-    """Feature maps of every stage of ``encoder`` (finest first for CNNs)."""
-    if not hasattr(encoder, "forward_intermediates"):
-        raise TypeError(f"encoder {type(encoder).__name__} has no forward_intermediates: cannot decode dense maps")
-    return encoder.forward_intermediates(x, intermediates_only=True)
+from eossl.models.interface import Encoder
 
 
-def pyramid_and_pooled(encoder: nn.Module, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """The feature pyramid (as :func:`feature_pyramid`) and the pooled features (as ``encoder(x)``) of ``x``.
+def feature_pyramid(encoder: Encoder, x: torch.Tensor) -> list[torch.Tensor]:
+    """Feature maps of every level of ``encoder`` (finest first for CNNs)."""
+    return encoder.forward_pyramid(x)
 
-    One pass where the encoder allows it: timm's ``forward_intermediates(x, intermediates_only=False)``
-    returns the final feature map beside the pyramid, and ``forward_head(final, pre_logits=True)`` pools
-    it as ``encoder(x)`` does (the encoders have no classifier). Encoders without ``forward_head`` (the
-    late-fusion wrappers of :mod:`eossl.models.fusion`, for example) take two calls instead.
-    """
-    if hasattr(encoder, "forward_intermediates") and hasattr(encoder, "forward_head"):
-        out = encoder.forward_intermediates(x, intermediates_only=False)
-        if isinstance(out, tuple) and len(out) == 2:
-            final, pyramid = out
-            return list(pyramid), encoder.forward_head(final, pre_logits=True)
-    return feature_pyramid(encoder, x), encoder(x)
+
+def pyramid_and_pooled(encoder: Encoder, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """The feature pyramid and the pooled features of ``x``, from one pass where the encoder allows it."""
+    return encoder.forward_pyramid_and_pooled(x)
 
 
 class PyramidDecoder(nn.Module):
@@ -60,12 +49,6 @@ class PyramidDecoder(nn.Module):
         return F.interpolate(logits, size=out_size, mode="bilinear", align_corners=False)
 
 
-def pyramid_channels(encoder: nn.Module, in_chans: int, size: int) -> list[int]:
-    """Channel count of each pyramid level, probed with one small forward pass."""
-    was_training = encoder.training
-    encoder.eval()
-    with torch.no_grad():
-        device = next(encoder.parameters()).device
-        channels = [f.shape[1] for f in feature_pyramid(encoder, torch.zeros(1, in_chans, size, size, device=device))]
-    encoder.train(was_training)
-    return channels
+def pyramid_channels(encoder: Encoder, size: int) -> list[int]:
+    """Channel count of each pyramid level for ``size`` inputs."""
+    return encoder.feature_channels(size)

@@ -1,4 +1,10 @@
-"""Encoders: timm backbones built for a modality's band count, with stems adapted to small patches."""
+"""Encoders: timm backbones built for a modality's band count, with stems adapted to small patches.
+
+:class:`TimmEncoder` puts a timm model behind the :class:`~eossl.models.interface.Encoder` interface
+(the timm model itself is ``encoder.model``, an ordinary timm module with no classifier).
+``ENCODERS`` registers encoders that are not plain timm models by name; any other name is looked up
+in timm (:func:`encoder_from_config`).
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,61 @@ import timm
 import torch
 from torch import nn
 
+from eossl.errors import EncoderError, UnknownNameError
+from eossl.models.interface import Encoder
+from eossl.registry import Registry
+
 Stem = Literal["imagenet", "no-maxpool", "small"]
 
+ENCODERS: Registry = Registry("encoder")
+"""Encoders registered by name (a callable ``(config: dict, in_chans: int, dynamic_img_size: bool) -> Encoder``);
+names not registered are timm model names."""
 
-class EncoderError(ValueError):
-    """An encoder cannot be built or does not fit the data it is given."""
+
+class TimmEncoder(Encoder):
+    """A timm backbone (``model``, no classifier) as an :class:`Encoder`: pooled features from
+    ``model(x)``, the pyramid from timm's ``forward_intermediates``."""
+
+    def __init__(self, model: nn.Module, in_chans: int) -> None:
+        super().__init__()
+        self.model = model
+        self.in_chans = in_chans
+        self.num_features = int(model.num_features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    @property
+    def has_pyramid(self) -> bool:
+        return callable(getattr(type(self.model), "forward_intermediates", None))
+
+    def forward_pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if not self.has_pyramid:
+            return super().forward_pyramid(x)
+        return list(self.model.forward_intermediates(x, intermediates_only=True))
+
+    def forward_pyramid_and_pooled(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """One pass: timm's ``forward_intermediates`` returns the final map beside the pyramid, and
+        ``forward_head(final, pre_logits=True)`` pools it as ``model(x)`` does."""
+        final, pyramid = self.model.forward_intermediates(x, intermediates_only=False)
+        return list(pyramid), self.model.forward_head(final, pre_logits=True)
+
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """The parameters in timm's coarse layer groups, input to output (ResNet: stem, layer1..4)."""
+        from timm.models import group_parameters
+
+        groups = group_parameters(self.model, self.model.group_matcher(coarse=True), return_values=True)
+        return [groups[key] for key in sorted(groups)]
+
+    @property
+    def first_conv(self) -> str:
+        """Name (inside ``model``) of the single input convolution (ResNet ``conv1``, ViT ``patch_embed.proj``)."""
+        name = self.model.pretrained_cfg.get("first_conv")
+        if isinstance(name, (list, tuple)):
+            name = name[0]
+        if not name or not isinstance(self.model.get_submodule(name), nn.Conv2d):
+            raise EncoderError(f"encoder {type(self.model).__name__} has no single first convolution")
+        return name
 
 
 def is_vision_transformer(name: str) -> bool:
@@ -30,8 +86,8 @@ def build_encoder(
     patch_size: int | None = None,
     dynamic_img_size: bool = False,
     weights_file: str | Path | None = None,
-) -> nn.Module:
-    """A timm model with ``in_chans`` input bands that returns pooled features ``[B, num_features]``.
+) -> TimmEncoder:
+    """A timm model with ``in_chans`` input bands, as a :class:`TimmEncoder` (pooled features ``[B, num_features]``).
 
     CNNs: ``stem`` adapts ResNet-style stems to small patches: ``imagenet`` keeps the stride-4 stem
     (fast), ``no-maxpool`` keeps the stride-2 convolution but drops the max-pool (4x the compute),
@@ -82,14 +138,16 @@ def build_encoder(
                 raise EncoderError(f"encoder '{name}' does not accept output_stride={output_stride}: {exc}") from None
             model = _create(name, in_chans, pretrained)
     if stem != "imagenet":
-        if not (hasattr(model, "conv1") and hasattr(model, "maxpool")):
+        if not (
+            isinstance(getattr(model, "conv1", None), nn.Conv2d)
+            and isinstance(getattr(model, "maxpool", None), nn.Module)
+        ):
             raise EncoderError(f"stem '{stem}' needs a ResNet-style model with conv1 and maxpool; '{name}' has not")
         model.maxpool = nn.Identity()
         if stem == "small":
             width = model.conv1.out_channels
             model.conv1 = nn.Conv2d(in_chans, width, kernel_size=3, stride=1, padding=1, bias=False)
-    model.eossl_in_chans = in_chans
-    return model
+    return TimmEncoder(model, in_chans)
 
 
 def _pretrained_kwargs(name: str, path: Path) -> dict:
@@ -122,10 +180,20 @@ def _create(name: str, in_chans: int, pretrained: dict, **kwargs) -> nn.Module:
     return model
 
 
-def encoder_from_config(config: dict, in_chans: int, dynamic_img_size: bool = False) -> nn.Module:
-    """:func:`build_encoder` from an ``encoder`` config section (as saved in checkpoints)."""
+def encoder_from_config(config: dict, in_chans: int, dynamic_img_size: bool = False) -> Encoder:
+    """The encoder of an ``encoder`` config section (as saved in checkpoints): a registered encoder
+    (:data:`ENCODERS`) or a timm model (:func:`build_encoder`)."""
+    name = config["name"]
+    if name in ENCODERS:
+        return ENCODERS[name](config, in_chans, dynamic_img_size)
+    if name not in timm.list_models():
+        registered = ", ".join(ENCODERS.names())
+        raise UnknownNameError(
+            f"unknown encoder '{name}': neither a registered encoder ({registered or 'none registered'}) "
+            "nor a timm model name (e.g. resnet18, vit_small_patch16_224)"
+        )
     return build_encoder(
-        config["name"],
+        name,
         in_chans,
         config.get("stem", "imagenet"),
         config.get("output_stride"),
@@ -134,12 +202,3 @@ def encoder_from_config(config: dict, in_chans: int, dynamic_img_size: bool = Fa
         dynamic_img_size,
         weights_file=config.get("weights_file"),
     )
-
-
-def check_input_bands(encoder: nn.Module, x: torch.Tensor, modality: str) -> None:
-    """Raise a clear error when a batch's band count does not match what the encoder was built for."""
-    expected = getattr(encoder, "eossl_in_chans", None)
-    if expected is not None and x.shape[1] != expected:
-        raise EncoderError(
-            f"modality '{modality}' has {x.shape[1]} bands but the encoder was built for {expected} input bands"
-        )

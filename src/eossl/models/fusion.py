@@ -3,7 +3,7 @@
 Input convention: one stacked tensor ``[B, sum(C_m), H, W]`` holding the modalities in a fixed order
 (``channels`` gives each one's band count), normalised per band. A modality that is missing for a
 sample (sensor failure, no acquisition, dropped on purpose) is NaN in all of its channels. The
-fusion modules set ``handles_missing = True`` so the NaN reach them unfilled
+fusion encoders set ``handles_missing = True`` so the NaN reach them unfilled
 (:func:`eossl.data.normalize.normalize_input`); they tell present from absent modalities per sample,
 fill the remaining NaN with 0 (the band mean) and fuse over the present modalities only.
 
@@ -25,6 +25,10 @@ from typing import Literal
 
 import torch
 from torch import nn
+
+from eossl.errors import EncoderError
+from eossl.models.encoders import TimmEncoder
+from eossl.models.interface import Encoder
 
 LateFusionMode = Literal["concat", "sum", "attention"]
 
@@ -71,12 +75,14 @@ def drop_modalities(
     return torch.cat(blank(parts, drop_presence(presence(parts), probability, generator)), dim=1)
 
 
-def _present_parts(module: nn.Module, x: torch.Tensor, channels: list[int]) -> tuple[list[torch.Tensor], torch.Tensor]:
+def _present_parts(
+    module: ModalityStems | LateFusionEncoder | EarlyFusionEncoder, x: torch.Tensor, channels: list[int]
+) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Parts with NaN filled by 0 (the band mean), and which modalities are present; in training mode
     with ``module.sensor_dropout`` > 0 some present modalities are dropped (zeroed and marked absent)."""
     parts = split_modalities(x, channels)
     present = presence(parts)
-    if module.training and getattr(module, "sensor_dropout", 0.0) > 0:
+    if module.training and module.sensor_dropout > 0:
         kept = drop_presence(present, module.sensor_dropout)
         parts = blank(parts, kept)
         present = kept
@@ -89,15 +95,6 @@ def _masked_mean(values: list[torch.Tensor], present: torch.Tensor) -> torch.Ten
     weights = weights / weights.sum(dim=1, keepdim=True).clamp(min=1)
     shape = (-1,) + (1,) * (values[0].ndim - 1)
     return sum(v * w.view(shape) for v, w in zip(values, weights.T, strict=True))
-
-
-def _first_conv_name(encoder: nn.Module) -> str:
-    name = getattr(encoder, "pretrained_cfg", {}).get("first_conv")
-    if isinstance(name, (list, tuple)):
-        name = name[0]
-    if not name or not isinstance(encoder.get_submodule(name), nn.Conv2d):
-        raise TypeError(f"encoder {type(encoder).__name__} has no single first convolution to split into stems")
-    return name
 
 
 def _set_submodule(root: nn.Module, name: str, module: nn.Module) -> None:
@@ -127,28 +124,74 @@ class ModalityStems(nn.Module):
         return _masked_mean(outputs, present)
 
 
-def with_modality_stems(encoder: nn.Module, channels: dict[str, int]) -> nn.Module:
+class StemFusedEncoder(Encoder):
+    """Early fusion with modality-specific stems: a timm trunk whose first convolution (ResNet ``conv1``,
+    ViT ``patch_embed.proj``) is a :class:`ModalityStems`; it takes the stacked modalities."""
+
+    handles_missing = True
+
+    def __init__(self, trunk: TimmEncoder, channels: dict[str, int]) -> None:
+        super().__init__()
+        self.stem_path = trunk.first_conv
+        _set_submodule(trunk.model, self.stem_path, ModalityStems(trunk.model.get_submodule(self.stem_path), channels))
+        trunk.in_chans = sum(channels.values())
+        self.trunk, self.channels = trunk, dict(channels)
+        self.in_chans, self.num_features = trunk.in_chans, trunk.num_features
+
+    @property
+    def stems(self) -> ModalityStems:
+        return self.trunk.model.get_submodule(self.stem_path)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk(x)
+
+    @property
+    def has_pyramid(self) -> bool:
+        return self.trunk.has_pyramid
+
+    def forward_pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.trunk.forward_pyramid(x)
+
+    def forward_pyramid_and_pooled(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        return self.trunk.forward_pyramid_and_pooled(x)
+
+    def single(self, modality: str) -> TimmEncoder:
+        """A plain encoder for one modality: the trunk with that modality's stem. It gives the same
+        features as this encoder when only that modality is present."""
+        if modality not in self.stems.convs:
+            raise EncoderError(
+                f"the encoder has stems for {', '.join(self.stems.names)}, not for modality '{modality}'"
+            )
+        single = copy.deepcopy(self.trunk)
+        _set_submodule(single.model, self.stem_path, copy.deepcopy(self.stems.convs[modality]))
+        single.in_chans = self.channels[modality]
+        return single
+
+
+def with_modality_stems(encoder: TimmEncoder, channels: dict[str, int]) -> StemFusedEncoder:
     """``encoder`` with its first convolution replaced by :class:`ModalityStems` (early fusion with
     modality-specific stems and a shared trunk); it then takes the stacked modalities."""
-    name = _first_conv_name(encoder)
-    _set_submodule(encoder, name, ModalityStems(encoder.get_submodule(name), channels))
-    encoder.eossl_in_chans = sum(channels.values())
-    encoder.eossl_stems = name
-    encoder.handles_missing = True
-    return encoder
+    return StemFusedEncoder(encoder, channels)
 
 
-def single_modality_encoder(encoder: nn.Module, modality: str) -> nn.Module:
-    """A plain encoder for one modality cut out of a stem-fused one: the trunk with that modality's stem.
-    Gives the same features as the fused encoder when only that modality is present."""
-    stems: ModalityStems = encoder.get_submodule(encoder.eossl_stems)
-    if modality not in stems.convs:
-        raise KeyError(f"the encoder has stems for {', '.join(stems.names)}, not for modality '{modality}'")
-    single = copy.deepcopy(encoder)
-    _set_submodule(single, encoder.eossl_stems, copy.deepcopy(stems.convs[modality]))
-    single.eossl_in_chans = stems.channels[stems.names.index(modality)]
-    del single.eossl_stems, single.handles_missing
-    return single
+def single_modality_encoder(encoder: StemFusedEncoder, modality: str) -> TimmEncoder:
+    """A plain encoder for one modality cut out of a stem-fused one (see :meth:`StemFusedEncoder.single`)."""
+    return encoder.single(modality)
+
+
+class ModalityView(Encoder):
+    """A stem-fused encoder fed one modality: the others are blanked (NaN), so only its stem contributes."""
+
+    def __init__(self, fused: StemFusedEncoder, modality: str) -> None:
+        super().__init__()
+        self.fused, self.modality = fused, modality
+        self.in_chans, self.num_features = fused.channels[modality], fused.num_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = x.shape
+        nan = float("nan")
+        parts = [x if n == self.modality else x.new_full((b, c, h, w), nan) for n, c in self.fused.channels.items()]
+        return self.fused(torch.cat(parts, dim=1))
 
 
 class FeatureFusion(nn.Module):
@@ -185,28 +228,26 @@ class FeatureFusion(nn.Module):
         return fused[:, :, 0, 0] if vector else fused
 
 
-class LateFusionEncoder(nn.Module):
+class LateFusionEncoder(Encoder):
     """One encoder per modality on the stacked input; pooled features (and, for dense tasks, every
     pyramid level) fused by :class:`FeatureFusion`. ``sensor_dropout`` acts in training mode."""
 
     handles_missing = True
     sensor_dropout: float = 0.0
 
-    def __init__(self, encoders: dict[str, nn.Module], channels: dict[str, int], mode: LateFusionMode,
+    def __init__(self, encoders: dict[str, Encoder], channels: dict[str, int], mode: LateFusionMode,
                  image_size: int) -> None:  # fmt: skip
         super().__init__()
-        from eossl.models.decoders import pyramid_channels
-
         if list(encoders) != list(channels):
             raise ValueError(f"encoders {list(encoders)} and channels {list(channels)} name different modalities")
         self.names, self.channels, self.mode = list(channels), list(channels.values()), mode
         self.encoders = nn.ModuleDict(encoders)
         self.fuse = FeatureFusion([int(e.num_features) for e in encoders.values()], mode)
         self.num_features = self.fuse.out_channels
-        self.eossl_in_chans = sum(self.channels)
+        self.in_chans = sum(self.channels)
         self.level_fusion = None
-        if all(hasattr(e, "forward_intermediates") for e in encoders.values()):
-            levels = [pyramid_channels(e, c, image_size) for e, c in zip(encoders.values(), self.channels, strict=True)]
+        if all(e.has_pyramid for e in encoders.values()):
+            levels = [e.feature_channels(image_size) for e in encoders.values()]
             if len({len(v) for v in levels}) == 1:
                 self.level_fusion = nn.ModuleList(FeatureFusion(list(cs), mode) for cs in zip(*levels, strict=True))
 
@@ -214,31 +255,32 @@ class LateFusionEncoder(nn.Module):
         parts, present = _present_parts(self, x, self.channels)
         return self.fuse([self.encoders[n](p) for n, p in zip(self.names, parts, strict=True)], present)
 
-    def forward_intermediates(self, x: torch.Tensor, intermediates_only: bool = True) -> list[torch.Tensor]:
-        """Fused feature maps of every pyramid level (``intermediates_only`` must be True)."""
-        if self.level_fusion is None or not intermediates_only:
-            raise TypeError("late fusion gives dense features only for encoders with matching feature pyramids")
+    @property
+    def has_pyramid(self) -> bool:
+        return self.level_fusion is not None
+
+    def forward_pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Fused feature maps of every pyramid level."""
+        if self.level_fusion is None:
+            raise EncoderError("late fusion gives dense features only for encoders with matching feature pyramids")
         parts, present = _present_parts(self, x, self.channels)
-        pyramids = [
-            self.encoders[n].forward_intermediates(p, intermediates_only=True)
-            for n, p in zip(self.names, parts, strict=True)
-        ]
+        pyramids = [self.encoders[n].forward_pyramid(p) for n, p in zip(self.names, parts, strict=True)]
         levels = zip(*pyramids, strict=True)
         return [fuse(list(level), present) for fuse, level in zip(self.level_fusion, levels, strict=True)]
 
 
-class EarlyFusionEncoder(nn.Module):
+class EarlyFusionEncoder(Encoder):
     """Plain early fusion: one encoder on all stacked channels; a missing modality is filled with its
     band means (0 after normalisation), and ``sensor_dropout`` (training mode) blanks modalities."""
 
     handles_missing = True
     sensor_dropout: float = 0.0
 
-    def __init__(self, encoder: nn.Module, channels: dict[str, int]) -> None:
+    def __init__(self, encoder: Encoder, channels: dict[str, int]) -> None:
         super().__init__()
         self.encoder, self.names, self.channels = encoder, list(channels), list(channels.values())
         self.num_features = int(encoder.num_features)
-        self.eossl_in_chans = sum(self.channels)
+        self.in_chans = sum(self.channels)
 
     def _fill(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat(_present_parts(self, x, self.channels)[0], dim=1)
@@ -246,8 +288,12 @@ class EarlyFusionEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(self._fill(x))
 
-    def forward_intermediates(self, x: torch.Tensor, intermediates_only: bool = True) -> list[torch.Tensor]:
-        return self.encoder.forward_intermediates(self._fill(x), intermediates_only=intermediates_only)
+    @property
+    def has_pyramid(self) -> bool:
+        return self.encoder.has_pyramid
+
+    def forward_pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.encoder.forward_pyramid(self._fill(x))
 
 
 def set_sensor_dropout(encoder: nn.Module, probability: float) -> None:

@@ -27,6 +27,7 @@ from eossl.data.synth.terrain import (
     sample_locations,
     slope_aspect,
 )
+from eossl.data.targets import Dates, Target
 
 SEASON_NAMES = ("DJF", "MAM", "JJA", "SON")
 MULTILABEL_MIN_SHARE = 0.05
@@ -158,11 +159,43 @@ def synthesize_store(
             "worldcover_codes": list(lc.WORLDCOVER_CODES),
             "source": "eossl synthetic Earth",
             "synth_spec": asdict(spec),
-            "targets": {
-                "label": "majority land-cover class (metadata.csv)",
-                "multilabel": f"classes covering >= {MULTILABEL_MIN_SHARE:.0%} of the patch (array)",
-                "mask": "land-cover map (array lulc)",
-                "tree_cover": "tree + mangrove fraction (metadata.csv)",
-            },
-        }
+        },
+        targets=synthetic_targets(),
+        dates=Dates("location_id", "season"),
     )
+
+
+def synthetic_targets() -> list[Target]:
+    """The targets a synthetic store declares (the names downstream configs use)."""
+    names = lc.CLASS_NAMES
+    return [
+        Target(
+            "label",
+            "single-label",
+            column="label",
+            class_names=names,
+            description="majority land-cover class (metadata.csv)",
+        ),
+        Target(
+            "multilabel",
+            "multi-label",
+            array="multilabel",
+            class_names=names,
+            description=f"classes covering >= {MULTILABEL_MIN_SHARE:.0%} of the patch (array)",
+        ),
+        Target(
+            "mask",
+            "segmentation",
+            array="lulc",
+            class_names=names,
+            strata="multilabel",
+            description="land-cover map (array lulc)",
+        ),
+        Target(
+            "tree_cover",
+            "regression",
+            column="tree_cover",
+            strata="label",
+            description="tree + mangrove fraction (metadata.csv)",
+        ),
+    ]

@@ -12,13 +12,15 @@ Batch-shuffle BN is omitted: with one device the key batch statistics are the sa
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from lightly.models.modules import MoCoProjectionHead
+from pydantic import Field
 
 from eossl.methods.base import PretrainMethod
+from eossl.methods.registry import METHODS, MethodConfig
 
 
 @torch.no_grad()
@@ -36,9 +38,26 @@ def info_nce(q: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor, t
     return F.cross_entropy(logits.float(), torch.zeros(len(q), dtype=torch.long, device=q.device))
 
 
+class MoCoV2Config(MethodConfig):
+    """MoCo v2: momentum key encoder, a queue of negative keys, InfoNCE."""
+
+    family: ClassVar[str] = "contrastive"
+    name: Literal["moco-v2"] = "moco-v2"
+    temperature: float = Field(0.2, gt=0)  # paper: 0.2
+    queue_size: int = Field(4096, gt=0)  # paper: 65536 (ImageNet); kept well below the training split here
+    momentum: float = Field(0.99, ge=0, le=1)  # paper: 0.999 (200 epochs); 0.999**200 keeps 82% of the init
+    hidden_dim: int = Field(512, gt=0)  # paper: 2048
+    projection_dim: int = Field(128, gt=0)
+
+
+@METHODS.register("moco-v2")
 class MoCoV2(PretrainMethod):
-    def __init__(self, config: dict[str, Any], modality: dict[str, Any], stats: dict[str, list[float]]) -> None:
-        super().__init__(config, modality, stats)
+    config = MoCoV2Config
+
+    def __init__(
+        self, config: dict[str, Any], modalities: list[dict[str, Any]], stats: dict[str, dict[str, list[float]]]
+    ) -> None:
+        super().__init__(config, modalities, stats)
         hp = self.hp
         self.projection = MoCoProjectionHead(self.num_features, hp["hidden_dim"], hp["projection_dim"])
         self.momentum_encoder, self.momentum_projection = self.momentum_copy(self.encoder, self.projection)
@@ -70,9 +89,26 @@ def contrastive_loss(q: torch.Tensor, k: torch.Tensor, temperature: float) -> to
     return 2 * temperature * F.cross_entropy(logits, torch.arange(len(q), device=q.device))
 
 
+class MoCoV3Config(MethodConfig):
+    """MoCo v3: query encoder + projector + predictor, momentum key encoder, symmetric in-batch InfoNCE."""
+
+    family: ClassVar[str] = "contrastive"
+    name: Literal["moco-v3"] = "moco-v3"
+    temperature: float = Field(0.2, gt=0)  # paper: 0.2 (ViT), 1.0 (ResNet-50)
+    momentum_start: float = Field(0.99, ge=0, le=1)  # paper: 0.99 -> 1 (cosine)
+    momentum_end: float = Field(1.0, ge=0, le=1)
+    hidden_dim: int = Field(1024, gt=0)  # paper: 4096
+    projection_dim: int = Field(256, gt=0)
+
+
+@METHODS.register("moco-v3")
 class MoCoV3(PretrainMethod):
-    def __init__(self, config: dict[str, Any], modality: dict[str, Any], stats: dict[str, list[float]]) -> None:
-        super().__init__(config, modality, stats)
+    config = MoCoV3Config
+
+    def __init__(
+        self, config: dict[str, Any], modalities: list[dict[str, Any]], stats: dict[str, dict[str, list[float]]]
+    ) -> None:
+        super().__init__(config, modalities, stats)
         hp = self.hp
         hidden, dim = hp["hidden_dim"], hp["projection_dim"]
         self.projection = MoCoProjectionHead(self.num_features, hidden, dim, num_layers=3, batch_norm=True)

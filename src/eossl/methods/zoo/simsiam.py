@@ -9,18 +9,34 @@ for x in loader:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import torch
 from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import SimSiamPredictionHead, SimSiamProjectionHead
+from pydantic import Field
 
 from eossl.methods.base import PretrainMethod
+from eossl.methods.registry import METHODS, MethodConfig
 
 
+class SimSiamConfig(MethodConfig):
+    """SimSiam: BYOL without the momentum encoder; the stop-gradient alone prevents collapse."""
+
+    family: ClassVar[str] = "distillation"
+    name: Literal["simsiam"] = "simsiam"
+    projection_dim: int = Field(512, gt=0)  # paper: 2048
+    prediction_hidden_dim: int = Field(128, gt=0)  # paper: 512 (a 4x bottleneck, kept)
+
+
+@METHODS.register("simsiam")
 class SimSiam(PretrainMethod):
-    def __init__(self, config: dict[str, Any], modality: dict[str, Any], stats: dict[str, list[float]]) -> None:
-        super().__init__(config, modality, stats)
+    config = SimSiamConfig
+
+    def __init__(
+        self, config: dict[str, Any], modalities: list[dict[str, Any]], stats: dict[str, dict[str, list[float]]]
+    ) -> None:
+        super().__init__(config, modalities, stats)
         dim = self.hp["projection_dim"]
         self.projection = SimSiamProjectionHead(self.num_features, dim, dim)
         self.prediction = SimSiamPredictionHead(dim, self.hp["prediction_hidden_dim"], dim)

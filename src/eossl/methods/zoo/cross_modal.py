@@ -17,29 +17,56 @@ MMA, multi-modal alignment (Windsor et al., 2021), the same with feature maps in
     loss = mean over pairs a < b of cell_info_nce(Z[a], Z[b], t)   # positive: the same cell of the same sample
 
 The first of ``data.modalities`` is the anchor: :attr:`CrossModalMethod.encoder` is its encoder, the one the
-health monitor watches and :func:`eossl.methods.pretrain.load_pretrained_encoder` returns by default.
+health monitor watches and :func:`eossl.checkpoints.load_pretrained_encoder` returns by default.
 """
 
 from __future__ import annotations
 
-import copy
 from itertools import combinations
-from typing import Any
+from typing import Any, ClassVar, Literal
 
-import lightning as L
 import torch
 import torch.nn.functional as F
-from lightly.loss import BarlowTwinsLoss, NTXentLoss, VICRegLoss
 from lightly.models.modules import SimCLRProjectionHead
+from pydantic import Field
 from torch import nn
 
-from eossl.config import ConfigError
-from eossl.data.augment import AugmentConfig, MultiModalAugment
+from eossl.data.augment import AugmentConfig
 from eossl.data.modality import Modality
-from eossl.data.normalize import BandNormalizer
+from eossl.errors import ConfigError
 from eossl.methods.base import PretrainMethod
-from eossl.models.encoders import EncoderError, encoder_from_config
-from eossl.models.fusion import blank, drop_presence, single_modality_encoder, with_modality_stems
+from eossl.methods.objectives import OBJECTIVES
+from eossl.methods.registry import METHODS, MethodConfig
+from eossl.models.encoders import encoder_from_config
+from eossl.models.fusion import ModalityView, blank, drop_presence, with_modality_stems
+from eossl.models.interface import Encoder
+
+
+class CrossModalConfig(MethodConfig):
+    """Positives are co-located patches of other modalities (same place and date), not augmentations."""
+
+    family: ClassVar[str] = "cross-modal"
+    cross_modal: ClassVar[bool] = True
+    pairing: Literal["modality"] = "modality"  # the positive of a patch is the same patch seen by another sensor
+    objective: Literal[tuple(OBJECTIVES.names())] = "nt-xent"  # type: ignore[valid-type]  # between two modalities
+    encoders: Literal["separate", "shared"] = "separate"  # shared: one trunk with a stem per modality
+    augment: bool = False  # the same random crop/flip/rotation for every modality of a sample
+    sensor_dropout: float = Field(0.0, ge=0, le=1)  # > 0: + objective(two fused views of random modality subsets)
+    temperature: float = Field(0.2, gt=0)  # nt-xent only; as simclr here
+    hidden_dim: int = Field(512, gt=0)
+    projection_dim: int = Field(128, gt=0)
+
+
+class DualSimCLRConfig(CrossModalConfig):
+    """Dual-SimCLR for N modalities: one encoder and head per modality, the objective over modality pairs."""
+
+    name: Literal["dual-simclr"] = "dual-simclr"
+
+
+class MMAConfig(CrossModalConfig):
+    """Multi-modal alignment: the objective between the same cells of two modalities' feature maps."""
+
+    name: Literal["mma"] = "mma"
 
 
 def cells(maps: torch.Tensor) -> torch.Tensor:
@@ -64,119 +91,85 @@ def cell_info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
 
 
-def objective_loss(name: str, temperature: float) -> nn.Module:
-    """lightly's NT-Xent (with ``temperature``), VICReg or Barlow Twins loss (paper weights)."""
-    if name == "nt-xent":
-        return NTXentLoss(temperature=temperature)
-    if name == "vicreg":
-        return VICRegLoss()
-    if name == "barlow-twins":
-        return BarlowTwinsLoss()
-    raise ConfigError(f"'method.objective': unknown objective '{name}' (expected nt-xent, vicreg or barlow-twins)")
-
-
-def checked_modalities(modalities: list[dict[str, Any]]) -> list[Modality]:
-    """The modalities as :class:`Modality`; at least two distinct ones, all continuous (image bands)."""
-    specs = [Modality(**{k: tuple(v) if isinstance(v, list) else v for k, v in m.items()}) for m in modalities]
-    names = [s.name for s in specs]
-    if len(names) < 2 or len(set(names)) != len(names):
-        raise ConfigError(
-            f"'data.modalities': a cross-modal method needs at least 2 distinct co-registered modalities "
-            f"(e.g. [s2, s1]), got {names}"
-        )
-    for spec in specs:
-        if not spec.continuous:
-            raise ConfigError(f"'data.modalities': '{spec.name}' is {spec.kind}; cross-modal pairs need image bands")
-    return specs
-
-
-class OneModality(nn.Module):
-    """A stem-fused encoder fed one modality: the others are blanked (NaN), so only its stem contributes."""
-
-    def __init__(self, fused: nn.Module, channels: dict[str, int], modality: str) -> None:
-        super().__init__()
-        self.fused, self.channels, self.modality = fused, dict(channels), modality
-        self.num_features = int(fused.num_features)
-        self.eossl_in_chans = self.channels[modality]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, _, h, w = x.shape
-        nan = float("nan")
-        parts = [x if n == self.modality else x.new_full((b, c, h, w), nan) for n, c in self.channels.items()]
-        return self.fused(torch.cat(parts, dim=1))
-
-
-class CrossModalMethod(L.LightningModule):
+class CrossModalMethod(PretrainMethod):
     """Encoders (one per modality, or one stem-fused trunk), per-modality heads and normalisation.
 
     Subclasses give :meth:`head`, :meth:`features` and :meth:`pair_loss`; the training step (pairs of
-    modalities plus the optional sensor-dropout term) is shared. ``modalities`` are the store's modality
-    descriptions (``asdict(Modality)``), anchor first; ``stats`` their per-band statistics.
+    modalities plus the optional sensor-dropout term) is shared. ``modalities``: at least two distinct
+    image modalities, anchor first.
     """
-
-    # the zoo's optimiser (AdamW / SGD / LARS, no decay on biases and norms, warmup + cosine) and logging
-    configure_optimizers = PretrainMethod.configure_optimizers
-    total_steps = PretrainMethod.total_steps
-    log_loss = PretrainMethod.log_loss
 
     def __init__(
         self, config: dict[str, Any], modalities: list[dict[str, Any]], stats: dict[str, dict[str, list[float]]]
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        self.cfg, self.hp = config, config["method"]
-        specs = checked_modalities(modalities)
-        self.names = [s.name for s in specs]
-        self.modality_name = self.names[0]  # the anchor
-        self.channels = {s.name: s.num_bands for s in specs}
-        self.normalizers = nn.ModuleDict({n: BandNormalizer({n: stats[n]}, [n]) for n in self.names})
-        augment = AugmentConfig(**config["augment"])
-        if augment.local_views:
-            raise ConfigError(f"'augment.local_views': method '{self.hp['name']}' does not use multi-crop views")
-        self.augment = MultiModalAugment({s.name: s for s in specs}, augment)
+        super().__init__(config, modalities, stats)
+        width = self.feature_width(self.fused_encoder if self.shared else self.encoders[self.modality_name])
+        self.projections = nn.ModuleDict({n: self.head(width) for n in self.modality_names})
+        if self.shared and self.hp["sensor_dropout"] > 0:
+            self.fused_projection = self.head(width)
+        self.criterion = OBJECTIVES[self.hp["objective"]](self.hp["temperature"])
+
+    # -- the layout of modalities and encoders ------------------------------------------------------
+    def check_modalities(self, specs: list[Modality]) -> list[Modality]:
+        """At least two distinct modalities, all continuous (image bands)."""
+        names = [s.name for s in specs]
+        if len(names) < 2 or len(set(names)) != len(names):
+            raise ConfigError(
+                f"'data.modalities': a cross-modal method needs at least 2 distinct co-registered modalities "
+                f"(e.g. [s2, s1]), got {names}"
+            )
+        for spec in specs:
+            if not spec.continuous:
+                raise ConfigError(
+                    f"'data.modalities': '{spec.name}' is {spec.kind}; cross-modal pairs need image bands"
+                )
+        return specs
+
+    def build_encoders(self, augment: AugmentConfig) -> None:
+        """``encoders`` (one per modality) or, with ``encoders: shared``, ``fused_encoder`` (a trunk with
+        one input stem per modality, fed the stacked modalities)."""
         self.shared = self.hp["encoders"] == "shared"
         if self.shared:
-            trunk = encoder_from_config(config["encoder"], sum(self.channels.values()))
+            trunk = encoder_from_config(self.cfg["encoder"], sum(self.channels.values()))
             self.fused_encoder = with_modality_stems(trunk, self.channels)
         else:
             self.encoders = nn.ModuleDict(
-                {n: encoder_from_config(config["encoder"], c) for n, c in self.channels.items()}
+                {n: encoder_from_config(self.cfg["encoder"], c) for n, c in self.channels.items()}
             )
-        width = self.feature_width(self.fused_encoder if self.shared else self.encoders[self.modality_name])
-        self.projections = nn.ModuleDict({n: self.head(width) for n in self.names})
-        if self.shared and self.hp["sensor_dropout"] > 0:
-            self.fused_projection = self.head(width)
-        self.criterion = objective_loss(self.hp["objective"], self.hp["temperature"])
+
+    def modality_encoder(self, name: str) -> Encoder:
+        """The encoder of modality ``name``, fed ``[B, C_name, H, W]`` (shared: the trunk, others blanked)."""
+        return ModalityView(self.fused_encoder, name) if self.shared else self.encoders[name]
+
+    @property
+    def encoder(self) -> Encoder:
+        """The anchor modality's encoder (:meth:`modality_encoder`), as the health monitor uses it."""
+        return self.modality_encoder(self.modality_name)
+
+    def export_encoders(self) -> dict[str, dict[str, Any]]:
+        """Separate: one plain encoder per modality. Shared: each modality's trunk-with-its-stem, then the
+        stem-fused encoder (stacked input) under ``"+".join(modalities)``; anchor first."""
+        if not self.shared:
+            return {n: {"kind": "plain", "prefix": f"encoders.{n}.", "in_chans": c} for n, c in self.channels.items()}
+        fused = "+".join(self.modality_names)
+        out: dict[str, dict[str, Any]] = {n: {"kind": "stem-of", "source": fused, "modality": n} for n in self.channels}
+        out[fused] = {"kind": "stems", "prefix": "fused_encoder.", "channels": dict(self.channels)}
+        return out
 
     # -- what a subclass defines -------------------------------------------------------------------
-    def feature_width(self, encoder: nn.Module) -> int:
+    def feature_width(self, encoder: Encoder) -> int:
         return int(encoder.num_features)
 
     def head(self, width: int) -> nn.Module:
         raise NotImplementedError
 
-    def features(self, encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def features(self, encoder: Encoder, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def pair_loss(self, za: torch.Tensor, zb: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    # -- the anchor, as the health monitor and the zoo's single-modality code expect it ----------------
-    @property
-    def encoder(self) -> nn.Module:
-        """The anchor modality's encoder, fed ``[B, C_anchor, H, W]``."""
-        if self.shared:
-            return OneModality(self.fused_encoder, self.channels, self.modality_name)
-        return self.encoders[self.modality_name]
-
-    @property
-    def normalizer(self) -> BandNormalizer:
-        return self.normalizers[self.modality_name]
-
-    @property
-    def num_features(self) -> int:
-        return int(self.encoder.num_features)
-
+    # -- views of the anchor, for the health monitor ------------------------------------------------
     def views(self, batch: dict[str, torch.Tensor], count: int = 2, local: bool = False) -> list[torch.Tensor]:
         """``count`` augmented, normalised views of the anchor modality, for the health monitor.
 
@@ -191,38 +184,35 @@ class CrossModalMethod(L.LightningModule):
     def inputs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Every modality with invalid values filled (and counted), augmented alike if asked, normalised."""
         x = {}
-        for name, bands in self.channels.items():
+        for name in self.modality_names:
             if name not in batch:
                 raise ConfigError(f"'data.modalities': the batch has no '{name}' (it has: {', '.join(batch)})")
-            if batch[name].shape[1] != bands:
-                got = batch[name].shape[1]
-                raise EncoderError(
-                    f"modality '{name}' has {got} bands but the encoder was built for {bands} input bands"
-                )
+            self.modality_encoder(name).check_bands(batch[name], name)
             x[name] = self.normalizers[name].fill_invalid({name: batch[name]})[name]
             self.log(f"train/filled_values_{name}", float(self.normalizers[name].filled[name]), reduce_fx="max")
         if self.hp["augment"]:
             x = self.augment(x)
-        return {name: self.normalizers[name]({name: x[name]})[name] for name in self.names}
+        return {name: self.normalizers[name]({name: x[name]})[name] for name in self.modality_names}
 
     def stacked(self, x: dict[str, torch.Tensor], keep: torch.Tensor) -> torch.Tensor:
         """The stem-fused encoder's input: the modalities stacked, NaN where ``keep`` (``[B, M]``) is False."""
-        return torch.cat(blank([x[n] for n in self.names], keep), dim=1)
+        return torch.cat(blank([x[n] for n in self.modality_names], keep), dim=1)
 
     def embed(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``z[m] = g_m(f_m(x[m]))`` for every modality (shared: one trunk pass, each modality alone)."""
+        names = self.modality_names
         if self.shared:
-            alone = torch.eye(len(self.names), dtype=torch.bool, device=self.device)
+            alone = torch.eye(len(names), dtype=torch.bool, device=self.device)
             stacks = [self.stacked(x, row.expand(len(x[self.modality_name]), -1)) for row in alone]
             features = self.features(self.fused_encoder, torch.cat(stacks)).chunk(len(stacks))
-            h = dict(zip(self.names, features, strict=True))
+            h = dict(zip(names, features, strict=True))
         else:
-            h = {n: self.features(self.encoders[n], x[n]) for n in self.names}
-        return {n: self.projections[n](h[n]) for n in self.names}
+            h = {n: self.features(self.encoders[n], x[n]) for n in names}
+        return {n: self.projections[n](h[n]) for n in names}
 
     def draw_keep(self, batch_size: int) -> torch.Tensor:
         """``[B, M]`` sensor dropout: each modality kept with probability 1 - p, at least one per sample."""
-        present = torch.ones(batch_size, len(self.names), dtype=torch.bool, device=self.device)
+        present = torch.ones(batch_size, len(self.modality_names), dtype=torch.bool, device=self.device)
         return drop_presence(present, self.hp["sensor_dropout"])
 
     def fused_views(self, x: dict[str, torch.Tensor], z: dict[str, torch.Tensor]) -> list[torch.Tensor]:
@@ -231,7 +221,7 @@ class CrossModalMethod(L.LightningModule):
         if self.shared:
             h = self.features(self.fused_encoder, torch.cat([self.stacked(x, k) for k in keeps]))
             return list(self.fused_projection(h).chunk(2))
-        stack = torch.stack([z[n] for n in self.names], dim=1)  # [B, M, D, ...]
+        stack = torch.stack([z[n] for n in self.modality_names], dim=1)  # [B, M, D, ...]
         views = []
         for keep in keeps:
             weights = (keep.float() / keep.sum(dim=1, keepdim=True)).to(stack.dtype)
@@ -241,7 +231,7 @@ class CrossModalMethod(L.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x = self.inputs(batch)
         z = self.embed(x)
-        pairs = {f"loss_{a}_{b}": self.pair_loss(z[a], z[b]) for a, b in combinations(self.names, 2)}
+        pairs = {f"loss_{a}_{b}": self.pair_loss(z[a], z[b]) for a, b in combinations(self.modality_names, 2)}
         loss = torch.stack(list(pairs.values())).mean()
         terms = {k: v.detach() for k, v in pairs.items()}
         if self.hp["sensor_dropout"] > 0:
@@ -251,39 +241,41 @@ class CrossModalMethod(L.LightningModule):
         self.log_loss(loss, **terms)
         return loss
 
-    # -- export ------------------------------------------------------------------------------------
-    def modality_encoders(self) -> dict[str, nn.Module]:
-        """Plain encoders (copies) per modality, anchor first; with shared encoders, also the stem-fused
-        encoder (stacked input) under ``"+".join(modalities)``."""
-        if not self.shared:
-            return {n: copy.deepcopy(self.encoders[n]) for n in self.names}
-        out = {n: single_modality_encoder(self.fused_encoder, n) for n in self.names}
-        out["+".join(self.names)] = copy.deepcopy(self.fused_encoder)
-        return out
 
-
+@METHODS.register("dual-simclr")
 class DualSimCLR(CrossModalMethod):
     """Pooled features, a SimCLR MLP head per modality, the objective between two modalities' projections."""
+
+    config = DualSimCLRConfig
 
     def head(self, width: int) -> nn.Module:
         return SimCLRProjectionHead(width, self.hp["hidden_dim"], self.hp["projection_dim"])
 
-    def features(self, encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    def features(self, encoder: Encoder, x: torch.Tensor) -> torch.Tensor:
         return encoder(x)
 
     def pair_loss(self, za: torch.Tensor, zb: torch.Tensor) -> torch.Tensor:
         return self.criterion(za, zb)
 
 
+@METHODS.register("mma")
 class MMA(CrossModalMethod):
     """The last feature map, a 1x1-conv MLP head per modality, the objective between co-located cells.
 
     ``objective: nt-xent`` is the paper's cell InfoNCE (:func:`cell_info_nce`); ``vicreg`` and
-    ``barlow-twins`` treat every cell as a sample (:func:`cells`).
+    ``barlow-twins`` treat every cell as a sample (:func:`cells`). The head's width is the channels of
+    the encoder's last pyramid level at ``encoder.img_size`` (set from the store by ``eossl pretrain``).
     """
 
-    def feature_width(self, encoder: nn.Module) -> int:
-        return int(encoder.feature_info[-1]["num_chs"])
+    config = MMAConfig
+
+    def feature_width(self, encoder: Encoder) -> int:
+        size = self.cfg["encoder"].get("img_size")
+        if not size:
+            raise ConfigError(
+                "'encoder.img_size': MMA sizes its heads from the encoder's last feature map at the input size; set it"
+            )
+        return encoder.feature_channels(int(size))[-1]
 
     def head(self, width: int) -> nn.Module:
         hidden, out = self.hp["hidden_dim"], self.hp["projection_dim"]
@@ -294,8 +286,8 @@ class MMA(CrossModalMethod):
             nn.Conv2d(hidden, out, 1),
         )
 
-    def features(self, encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        return encoder.forward_intermediates(x, intermediates_only=True)[-1]
+    def features(self, encoder: Encoder, x: torch.Tensor) -> torch.Tensor:
+        return encoder.forward_pyramid(x)[-1]
 
     def pair_loss(self, za: torch.Tensor, zb: torch.Tensor) -> torch.Tensor:
         if self.hp["objective"] == "nt-xent":

@@ -8,18 +8,36 @@ for x in loader:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import torch
 from lightly.loss import NTXentLoss
 from lightly.models.modules import SimCLRProjectionHead
+from pydantic import Field
 
 from eossl.methods.base import PretrainMethod
+from eossl.methods.registry import METHODS, MethodConfig
 
 
+class SimCLRConfig(MethodConfig):
+    """SimCLR v1 (2-layer head) or v2 (3-layer head); NT-Xent over the batch."""
+
+    family: ClassVar[str] = "contrastive"
+    name: Literal["simclr"] = "simclr"
+    version: Literal[1, 2] = 1
+    temperature: float = Field(0.2, gt=0)  # paper: 0.5 (v1, batch 256) / 0.1 (v2); 0.2 beat 0.1 here
+    hidden_dim: int = Field(512, gt=0)  # paper: 2048
+    projection_dim: int = Field(128, gt=0)
+
+
+@METHODS.register("simclr")
 class SimCLR(PretrainMethod):
-    def __init__(self, config: dict[str, Any], modality: dict[str, Any], stats: dict[str, list[float]]) -> None:
-        super().__init__(config, modality, stats)
+    config = SimCLRConfig
+
+    def __init__(
+        self, config: dict[str, Any], modalities: list[dict[str, Any]], stats: dict[str, dict[str, list[float]]]
+    ) -> None:
+        super().__init__(config, modalities, stats)
         hp = self.hp
         layers = 2 if hp.get("version", 1) == 1 else 3
         self.projection = SimCLRProjectionHead(self.num_features, hp["hidden_dim"], hp["projection_dim"], layers)

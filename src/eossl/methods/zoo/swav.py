@@ -11,21 +11,42 @@ small batches; here a batch of 128 meets 64 prototypes).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from lightly.loss import SwaVLoss
 from lightly.models.modules import SwaVProjectionHead, SwaVPrototypes
+from pydantic import Field
 
 from eossl.methods.base import PretrainMethod
+from eossl.methods.registry import METHODS, MethodConfig
 
 
+class SwAVConfig(MethodConfig):
+    """SwAV: swapped prediction of Sinkhorn-Knopp cluster assignments over learnable prototypes."""
+
+    family: ClassVar[str] = "clustering"
+    recipe: ClassVar[dict[str, dict[str, Any]]] = {"augment": {"local_views": 4}}
+    name: Literal["swav"] = "swav"
+    prototypes: int = Field(64, gt=1)  # paper: 3000 for ImageNet's 1000 classes; the synthetic Earth has 11
+    temperature: float = Field(0.1, gt=0)
+    sinkhorn_iterations: int = Field(3, gt=0)
+    sinkhorn_epsilon: float = Field(0.05, gt=0)
+    freeze_prototypes_steps: int = Field(50, ge=0)  # paper: the first epoch
+    hidden_dim: int = Field(512, gt=0)  # paper: 2048
+    projection_dim: int = Field(128, gt=0)
+
+
+@METHODS.register("swav")
 class SwAV(PretrainMethod):
+    config = SwAVConfig
     uses_local_views: ClassVar[bool] = True
 
-    def __init__(self, config: dict[str, Any], modality: dict[str, Any], stats: dict[str, list[float]]) -> None:
-        super().__init__(config, modality, stats)
+    def __init__(
+        self, config: dict[str, Any], modalities: list[dict[str, Any]], stats: dict[str, dict[str, list[float]]]
+    ) -> None:
+        super().__init__(config, modalities, stats)
         hp = self.hp
         self.projection = SwaVProjectionHead(self.num_features, hp["hidden_dim"], hp["projection_dim"])
         self.prototypes = SwaVPrototypes(hp["projection_dim"], hp["prototypes"], hp["freeze_prototypes_steps"])

@@ -21,16 +21,18 @@ k0 as Z0's positive; here Z0 averages the three positives' InfoNCE terms and the
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from lightly.models.modules import MoCoProjectionHead
+from pydantic import Field
 from torch import nn
 
 from eossl.data.augment import apply_alike
 from eossl.methods.base import PretrainMethod
-from eossl.methods.moco import info_nce, ring_enqueue
+from eossl.methods.registry import METHODS, MethodConfig
+from eossl.methods.zoo.moco import info_nce, ring_enqueue
 
 # per subspace Z_i: (keys that are positives for q, keys that are extra negatives); keys are k0, k1, k2
 SUBSPACES: dict[int, tuple[tuple[tuple[int, ...], tuple[int, ...]], ...]] = {
@@ -39,9 +41,33 @@ SUBSPACES: dict[int, tuple[tuple[tuple[int, ...], tuple[int, ...]], ...]] = {
 }
 
 
+class SeCoConfig(MethodConfig):
+    """SeCo: MoCo v2 with other seasons of a place as positives, in 1 or 3 embedding subspaces."""
+
+    family: ClassVar[str] = "contrastive"
+    name: Literal["seco"] = "seco"
+    pairing: Literal["temporal"] = "temporal"  # SeCo's positives are other dates by definition
+    heads: Literal[1, 3] = 3  # 3: subspaces invariant to both / to season / to augmentation; 1: MoCo-TP
+    temperature: float = Field(0.2, gt=0)  # paper's code: 0.07; MoCo v2's 0.2 is kept as for moco-v2
+    queue_size: int = Field(4096, gt=0)  # paper: 16384; one queue per subspace
+    momentum: float = Field(0.99, ge=0, le=1)  # paper: 0.999; see moco-v2
+    hidden_dim: int = Field(512, gt=0)  # paper: 512 (ResNet-18), 2048 (ResNet-50)
+    projection_dim: int = Field(128, gt=0)  # paper: 128
+
+    @property
+    def dates(self) -> int:
+        """Three scenes per place with three subspaces (query season and two others), else two."""
+        return 3 if self.heads == 3 else 2
+
+
+@METHODS.register("seco")
 class SeCo(PretrainMethod):
-    def __init__(self, config: dict[str, Any], modality: dict[str, Any], stats: dict[str, list[float]]) -> None:
-        super().__init__(config, modality, stats)
+    config = SeCoConfig
+
+    def __init__(
+        self, config: dict[str, Any], modalities: list[dict[str, Any]], stats: dict[str, dict[str, list[float]]]
+    ) -> None:
+        super().__init__(config, modalities, stats)
         hp = self.hp
         self.subspaces = SUBSPACES[hp["heads"]]
         n = len(self.subspaces)

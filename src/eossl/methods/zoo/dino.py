@@ -12,21 +12,47 @@ for x in loader:
 from __future__ import annotations
 
 import warnings
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from lightly.loss import DINOLoss
 from lightly.models.modules import DINOProjectionHead
 from lightly.models.utils import deactivate_requires_grad
+from pydantic import Field
 
 from eossl.methods.base import PretrainMethod
+from eossl.methods.registry import METHODS, MethodConfig
 
 
+class DINOConfig(MethodConfig):
+    """DINO: student matches the centred, sharpened momentum teacher across global and local crops."""
+
+    family: ClassVar[str] = "distillation"
+    export: ClassVar[str] = "teacher_encoder"  # the paper evaluates the teacher
+    recipe: ClassVar[dict[str, dict[str, Any]]] = {"augment": {"local_views": 4}}
+    name: Literal["dino"] = "dino"
+    output_dim: int = Field(4096, gt=0)  # paper: 65536
+    hidden_dim: int = Field(512, gt=0)  # paper: 2048
+    bottleneck_dim: int = Field(128, gt=0)  # paper: 256
+    student_temperature: float = Field(0.1, gt=0)
+    teacher_temperature: float = Field(0.04, gt=0)  # paper: 0.04 (up to 0.07)
+    warmup_teacher_temperature: float = Field(0.04, gt=0)
+    warmup_teacher_fraction: float = Field(0.3, ge=0, le=1)  # paper: 30 of 100 epochs
+    center_momentum: float = Field(0.9, ge=0, le=1)
+    momentum_start: float = Field(0.996, ge=0, le=1)  # paper: 0.996 -> 1 (cosine)
+    momentum_end: float = Field(1.0, ge=0, le=1)
+    freeze_last_layer_steps: int = Field(0, ge=0)  # paper: the first epoch
+
+
+@METHODS.register("dino")
 class DINO(PretrainMethod):
+    config = DINOConfig
     uses_local_views: ClassVar[bool] = True
 
-    def __init__(self, config: dict[str, Any], modality: dict[str, Any], stats: dict[str, list[float]]) -> None:
-        super().__init__(config, modality, stats)
+    def __init__(
+        self, config: dict[str, Any], modalities: list[dict[str, Any]], stats: dict[str, dict[str, list[float]]]
+    ) -> None:
+        super().__init__(config, modalities, stats)
         hp = self.hp
         self.projection = self.head()
         (self.teacher_encoder,) = self.momentum_copy(self.encoder)

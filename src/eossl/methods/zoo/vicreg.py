@@ -9,18 +9,37 @@ for x in loader:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import torch
 from lightly.loss import VICRegLoss
 from lightly.models.modules.heads import VICRegProjectionHead
+from pydantic import Field
 
 from eossl.methods.base import PretrainMethod
+from eossl.methods.registry import METHODS, MethodConfig
 
 
+class VICRegConfig(MethodConfig):
+    """VICReg: invariance + variance (hinge on std) + covariance (decorrelation) terms."""
+
+    family: ClassVar[str] = "redundancy"
+    name: Literal["vicreg"] = "vicreg"
+    invariance_weight: float = Field(25.0, ge=0)  # paper: lambda = 25
+    variance_weight: float = Field(25.0, ge=0)  # paper: mu = 25
+    covariance_weight: float = Field(1.0, ge=0)  # paper: nu = 1
+    hidden_dim: int = Field(2048, gt=0)  # paper: 8192
+    projection_dim: int = Field(2048, gt=0)  # paper: 8192
+
+
+@METHODS.register("vicreg")
 class VICReg(PretrainMethod):
-    def __init__(self, config: dict[str, Any], modality: dict[str, Any], stats: dict[str, list[float]]) -> None:
-        super().__init__(config, modality, stats)
+    config = VICRegConfig
+
+    def __init__(
+        self, config: dict[str, Any], modalities: list[dict[str, Any]], stats: dict[str, dict[str, list[float]]]
+    ) -> None:
+        super().__init__(config, modalities, stats)
         hp = self.hp
         self.projection = VICRegProjectionHead(self.num_features, hp["hidden_dim"], hp["projection_dim"])
         self.criterion = VICRegLoss(

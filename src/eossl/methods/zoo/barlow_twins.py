@@ -8,18 +8,35 @@ for x in loader:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import torch
 from lightly.loss import BarlowTwinsLoss
 from lightly.models.modules import BarlowTwinsProjectionHead
+from pydantic import Field
 
 from eossl.methods.base import PretrainMethod
+from eossl.methods.registry import METHODS, MethodConfig
 
 
+class BarlowTwinsConfig(MethodConfig):
+    """Barlow Twins: the cross-correlation of the two views' embeddings is driven to the identity."""
+
+    family: ClassVar[str] = "redundancy"
+    name: Literal["barlow-twins"] = "barlow-twins"
+    lambda_offdiag: float = Field(5e-3, ge=0)  # paper: 5e-3
+    hidden_dim: int = Field(2048, gt=0)  # paper: 8192
+    projection_dim: int = Field(2048, gt=0)  # paper: 8192
+
+
+@METHODS.register("barlow-twins")
 class BarlowTwins(PretrainMethod):
-    def __init__(self, config: dict[str, Any], modality: dict[str, Any], stats: dict[str, list[float]]) -> None:
-        super().__init__(config, modality, stats)
+    config = BarlowTwinsConfig
+
+    def __init__(
+        self, config: dict[str, Any], modalities: list[dict[str, Any]], stats: dict[str, dict[str, list[float]]]
+    ) -> None:
+        super().__init__(config, modalities, stats)
         hp = self.hp
         self.projection = BarlowTwinsProjectionHead(self.num_features, hp["hidden_dim"], hp["projection_dim"])
         self.criterion = BarlowTwinsLoss(lambda_param=hp["lambda_offdiag"])

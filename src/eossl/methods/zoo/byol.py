@@ -9,18 +9,36 @@ for x in loader:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import torch
 from lightly.loss import NegativeCosineSimilarity
 from lightly.models.modules import BYOLPredictionHead, BYOLProjectionHead
+from pydantic import Field
 
 from eossl.methods.base import PretrainMethod
+from eossl.methods.registry import METHODS, MethodConfig
 
 
+class BYOLConfig(MethodConfig):
+    """BYOL: online network predicts the momentum target network's projection of the other view."""
+
+    family: ClassVar[str] = "distillation"
+    name: Literal["byol"] = "byol"
+    momentum_start: float = Field(0.99, ge=0, le=1)  # paper: 0.996 -> 1 (cosine) over 300+ epochs
+    momentum_end: float = Field(1.0, ge=0, le=1)
+    hidden_dim: int = Field(1024, gt=0)  # paper: 4096
+    projection_dim: int = Field(256, gt=0)
+
+
+@METHODS.register("byol")
 class BYOL(PretrainMethod):
-    def __init__(self, config: dict[str, Any], modality: dict[str, Any], stats: dict[str, list[float]]) -> None:
-        super().__init__(config, modality, stats)
+    config = BYOLConfig
+
+    def __init__(
+        self, config: dict[str, Any], modalities: list[dict[str, Any]], stats: dict[str, dict[str, list[float]]]
+    ) -> None:
+        super().__init__(config, modalities, stats)
         hidden, dim = self.hp["hidden_dim"], self.hp["projection_dim"]
         self.projection = BYOLProjectionHead(self.num_features, hidden, dim)
         self.prediction = BYOLPredictionHead(dim, hidden, dim)

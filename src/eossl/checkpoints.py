@@ -1,0 +1,226 @@
+"""Checkpoints in one place: what eossl writes into a pretraining checkpoint, how it is read safely,
+and how encoders are rebuilt from it with their normalisation and modality metadata.
+
+A pretraining checkpoint is Lightning's ``last.ckpt`` (so ``resume=`` keeps working) with one extra
+key, ``"eossl"``: plain JSON-like data (format version, method, resolved config, the modalities and
+their band statistics, and how to rebuild each exported encoder from the state dict)::
+
+    {"format": 2, "method": "simclr", "config": {...}, "modalities": [asdict(Modality), ...],
+     "stats": {"s2": {"mean": [...], "std": [...]}},
+     "encoders": {"s2": {"kind": "plain", "prefix": "encoder.", "in_chans": 12},
+                  "s2+s1": {"kind": "stems", "prefix": "fused_encoder.", "channels": {"s2": 12, "s1": 2}},
+                  "s1": {"kind": "stem-of", "source": "s2+s1", "modality": "s1"}}}
+
+Reading never unpickles arbitrary objects: :func:`read_checkpoint` uses ``torch.load(weights_only=True)``
+with an allow-list of the few non-primitive types Lightning writes. A file carrying code (a pickled
+call, e.g. ``os.system``) is refused with a one-line :class:`~eossl.errors.CheckpointError` naming the
+file, and nothing in it runs.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from eossl.data.modality import Modality
+from eossl.data.normalize import BandNormalizer
+from eossl.errors import CheckpointError
+from eossl.models.encoders import encoder_from_config
+from eossl.models.fusion import ModalityStems, StemFusedEncoder, with_modality_stems
+from eossl.models.interface import Encoder
+
+CHECKPOINT_FORMAT = 2
+METADATA_KEY = "eossl"
+
+
+def _safe_globals() -> list[Any]:
+    """The non-primitive types a Lightning checkpoint of eossl holds (hyperparameters' dict type)."""
+    from lightning.fabric.utilities.data import AttributeDict
+
+    return [AttributeDict]
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint at ``path`` as a dict of tensors and plain data, loaded without running any code
+    from it; :class:`CheckpointError` naming the file when it is missing, empty, damaged or unsafe."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint '{path}' does not exist")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint '{path}' is empty (0 bytes)")
+    try:
+        with torch.serialization.safe_globals(_safe_globals()):
+            loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = str(exc).strip().splitlines()
+        detail = next((line for line in reason if "Unsupported global" in line or "GLOBAL" in line), reason[0])
+        raise CheckpointError(
+            f"checkpoint '{path}' was refused: it holds objects that would run code when loaded ({detail.strip()}); "
+            "only tensors and plain data are read"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"checkpoint '{path}' is damaged or not a PyTorch checkpoint: {first}") from None
+    if not isinstance(loaded, dict):
+        raise CheckpointError(f"checkpoint '{path}' holds a {type(loaded).__name__}, not a checkpoint dictionary")
+    return loaded
+
+
+def encoder_metadata(
+    method: str,
+    config: dict[str, Any],
+    modalities: list[dict[str, Any]],
+    stats: dict[str, dict[str, list[float]]],
+    encoders: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """The ``"eossl"`` entry a method writes into its checkpoints (see the module docstring)."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "method": method,
+        "config": config,
+        "modalities": modalities,
+        "stats": {name: {"mean": list(s["mean"]), "std": list(s["std"])} for name, s in stats.items()},
+        "encoders": encoders,
+    }
+
+
+@dataclass
+class PretrainedEncoder:
+    """An encoder rebuilt from a pretraining checkpoint, with what is needed to feed it.
+
+    ``modality`` names its input (a store modality, or ``"s2+s1"`` for the stacked input of a
+    stem-fused encoder); ``modalities`` are the store modalities that input stacks, in order, and
+    ``stats`` their concatenated per-band mean/std (the normaliser's).
+    """
+
+    encoder: Encoder
+    normalizer: BandNormalizer
+    modality: str
+    method: str
+    encoder_config: dict
+    modalities: list[str] = field(default_factory=list)
+    stats: dict[str, list[float]] = field(default_factory=dict)
+    bands: list[Modality] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.modalities = self.modalities or self.modality.split("+")
+
+    @property
+    def encoder_name(self) -> str:
+        return self.encoder_config["name"]
+
+
+def _state_under(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+
+
+def _rebuild(name: str, spec: dict[str, Any], meta: dict[str, Any], state: dict, built: dict[str, Encoder],
+             path: Path) -> Encoder:  # fmt: skip
+    encoder_config = {**meta["config"]["encoder"], "weights_file": None}  # every weight is in the checkpoint
+    kind = spec.get("kind")
+    if kind == "stem-of":
+        source = built.get(spec["source"])
+        if not isinstance(source, StemFusedEncoder):
+            raise CheckpointError(
+                f"checkpoint '{path}': encoder '{name}' refers to '{spec['source']}', not a stem encoder"
+            )
+        return source.single(spec["modality"]).eval()
+    if kind == "plain":
+        encoder = encoder_from_config(encoder_config, int(spec["in_chans"]))
+    elif kind == "stems":
+        channels = {k: int(v) for k, v in spec["channels"].items()}
+        encoder = with_modality_stems(encoder_from_config(encoder_config, sum(channels.values())), channels)
+    else:
+        raise CheckpointError(f"checkpoint '{path}': encoder '{name}' has unknown kind {kind!r}")
+    weights = _state_under(state, spec["prefix"])
+    try:
+        encoder.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"checkpoint '{path}': the weights of encoder '{name}' do not fit a '{encoder_config['name']}' "
+            f"encoder: {str(exc).splitlines()[0]}"
+        ) from None
+    return encoder.eval()
+
+
+def checkpoint_metadata(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The ``"eossl"`` metadata and the state dict of a pretraining checkpoint, read safely."""
+    path = Path(path)
+    ckpt = read_checkpoint(path)
+    meta = ckpt.get(METADATA_KEY)
+    if not isinstance(meta, dict) or "state_dict" not in ckpt:
+        raise CheckpointError(
+            f"checkpoint '{path}' was not written by 'eossl pretrain' of this version "
+            f"(no '{METADATA_KEY}' metadata of format {CHECKPOINT_FORMAT}; checkpoints of eossl 0.1 must be retrained)"
+        )
+    version = meta.get("format")
+    if version != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"checkpoint '{path}' has eossl checkpoint format {version}; this eossl reads {CHECKPOINT_FORMAT}"
+        )
+    missing = [k for k in ("method", "config", "modalities", "stats", "encoders") if k not in meta]
+    if missing:
+        raise CheckpointError(f"checkpoint '{path}': eossl metadata lacks {', '.join(missing)}")
+    return meta, ckpt["state_dict"]
+
+
+def load_pretrained_encoders(checkpoint: str | Path) -> dict[str, PretrainedEncoder]:
+    """Every encoder of a pretraining checkpoint, by the input it takes, with its input normalisation.
+
+    Single-modality methods: ``{modality: encoder}`` (for DINO the teacher). Cross-modal methods: one
+    ordinary encoder per modality, anchor first (``encoders: shared``: the shared trunk with that
+    modality's stem); with shared encoders also the stem-fused encoder under ``"s2+s1"`` (the modalities
+    joined by ``+``), fed the stacked modalities normalised with their concatenated statistics.
+    """
+    path = Path(checkpoint)
+    meta, state = checkpoint_metadata(path)
+    modalities = {m["name"]: Modality(**{k: tuple(v) if isinstance(v, list) else v for k, v in m.items()})
+                  for m in meta["modalities"]}  # fmt: skip
+    built: dict[str, Encoder] = {}
+    for name, spec in sorted(meta["encoders"].items(), key=lambda item: item[1].get("kind") == "stem-of"):
+        built[name] = _rebuild(name, spec, meta, state, built, path)
+    out = {}
+    for name in meta["encoders"]:  # the order the method wrote: anchor first
+        parts = name.split("+")
+        unknown = [p for p in parts if p not in meta["stats"]]
+        if unknown:
+            raise CheckpointError(f"checkpoint '{path}': no band statistics for {', '.join(unknown)}")
+        joined = {k: [v for p in parts for v in meta["stats"][p][k]] for k in ("mean", "std")}
+        out[name] = PretrainedEncoder(
+            built[name], BandNormalizer({name: joined}, [name]), name, meta["method"],
+            dict(meta["config"]["encoder"]), parts, joined, [modalities[p] for p in parts if p in modalities],
+        )  # fmt: skip
+    return out
+
+
+def load_pretrained_encoder(checkpoint: str | Path, modality: str | None = None) -> PretrainedEncoder:
+    """Rebuild one encoder (for DINO: the teacher) and its input normalisation from a pretraining checkpoint.
+
+    ``modality``: which input, for cross-modal checkpoints (see :func:`load_pretrained_encoders`); None
+    gives the checkpoint's modality, or the anchor (the first of ``data.modalities``).
+    """
+    encoders = load_pretrained_encoders(checkpoint)
+    if modality is None:
+        return next(iter(encoders.values()))
+    if modality not in encoders:
+        raise CheckpointError(
+            f"checkpoint '{checkpoint}' has no encoder for '{modality}' (it has: {', '.join(encoders)})"
+        )
+    return encoders[modality]
+
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "ModalityStems",
+    "PretrainedEncoder",
+    "checkpoint_metadata",
+    "encoder_metadata",
+    "load_pretrained_encoder",
+    "load_pretrained_encoders",
+    "read_checkpoint",
+]

@@ -1,0 +1,52 @@
+"""The pretrained encoder(s) of ``checkpoint``, reported under their method's name (e.g. ``simclr``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from eossl.errors import ConfigError
+from eossl.evaluation.context import Evaluation
+from eossl.evaluation.inits._base import Init
+from eossl.evaluation.registry import INITS
+from eossl.evaluation.sink import Setting
+from eossl.models.fusion_modes import FUSION_MODES
+from eossl.models.interface import Encoder
+
+
+@INITS.register("checkpoint")
+class CheckpointInit(Init):
+    """A checkpoint provides the encoders of the modalities it was pretrained on (and, for shared-encoder
+    cross-modal pretraining, the stem-fused encoder of its combination); a setting it cannot provide is
+    skipped with the reason logged."""
+
+    def check(self) -> None:
+        if self.cfg.checkpoint is None:
+            raise ConfigError("'inits' contains 'checkpoint' but 'checkpoint' is not set")
+
+    def label(self) -> str:
+        return next(iter(self.pretrained.values())).method
+
+    def source(self) -> Path:
+        return Path(self.cfg.checkpoint)
+
+    def unavailable(self, setting: Setting) -> str | None:
+        stacked = setting.fusion == "none" or FUSION_MODES[setting.fusion].stacked
+        needed = [setting.name] if stacked else list(setting.combo)
+        missing = [m for m in needed if m not in self.pretrained]
+        if missing:
+            return f"the checkpoint has no encoder for {', '.join(missing)} (it has {', '.join(self.pretrained)})"
+        if setting.fusion != "none" and stacked:
+            return FUSION_MODES[setting.fusion]().refuses(self.pretrained[setting.name].encoder)
+        return None
+
+    def stats(self, modality: str, evaluation: Evaluation) -> dict[str, list[float]]:
+        if modality in self.pretrained:
+            return self.pretrained[modality].stats
+        return evaluation.data.stats[modality]
+
+    def encoder(self, setting: Setting, evaluation: Evaluation) -> Encoder:
+        if setting.fusion == "none":
+            return self.pretrained[setting.name].encoder
+        encoders = {name: p.encoder for name, p in self.pretrained.items()}
+        mode = FUSION_MODES[setting.fusion]()
+        return mode.adopt(encoders, setting.name, evaluation.data.channels(setting.combo), evaluation.data.image_size)

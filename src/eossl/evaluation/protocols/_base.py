@@ -1,0 +1,80 @@
+"""An evaluation protocol: what is trained or fitted on top of an init's encoder, per task, label
+fraction and seed. Each registers in :data:`eossl.evaluation.registry.PROTOCOLS` and owns the config
+section named after it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+from eossl.errors import ConfigError
+from eossl.evaluation.context import InitRun
+from eossl.evaluation.protocols._trained_config import ProtocolConfig, TrainedProtocolConfig
+from eossl.evaluation.tasks._base import Task
+
+if TYPE_CHECKING:
+    from eossl.evaluation.config import EvaluateBase
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What an evaluation will run, for the protocols' checks before any work: the config, the resolved
+    tasks, the modality combinations and the encoder's timm name (None while a checkpoint decides it)."""
+
+    cfg: EvaluateBase
+    tasks: list[Task]
+    combos: list[tuple[str, ...]]
+    encoder_name: str | None
+
+    @property
+    def fused(self) -> list[tuple[str, ...]]:
+        return [c for c in self.combos if len(c) > 1]
+
+
+class Protocol:
+    """One protocol; ``order`` places it in reports, ``config`` is its section's model."""
+
+    name: ClassVar[str]
+    order: ClassVar[int]
+    config: ClassVar[type[ProtocolConfig]] = ProtocolConfig
+    needs_encoder: ClassVar[bool] = True  # False: works on any init's features (image statistics included)
+
+    def __init__(self, section: ProtocolConfig, cfg: EvaluateBase) -> None:
+        self.section, self.cfg = section, cfg
+
+    @property
+    def enabled(self) -> bool:
+        return self.section.enabled
+
+    def check(self, plan: Plan) -> None:
+        """Raise a ConfigError naming the key when this protocol cannot run the plan."""
+
+    def trains(self, plan: Plan) -> set[str]:
+        """Names of the tasks whose heads or decoders this protocol trains (dense tasks need one)."""
+        return set()
+
+    def run(self, run: InitRun) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class TrainedProtocol(Protocol):
+    """A protocol that trains a head (and the part of the encoder its modes allow) with gradient descent."""
+
+    config: ClassVar[type[ProtocolConfig]] = TrainedProtocolConfig
+
+    def tasks(self) -> list[str]:
+        return list(self.section.tasks or self.cfg.tasks)
+
+    def fractions(self) -> list[float]:
+        return list(self.section.fractions or self.cfg.fractions)
+
+    def check(self, plan: Plan) -> None:
+        extra = set(self.section.tasks or []) - set(self.cfg.tasks)
+        if extra:
+            raise ConfigError(f"'{self.name}.tasks' lists {sorted(extra)}, which are not in 'tasks'")
+        extra = set(self.section.fractions or []) - set(self.cfg.fractions)
+        if extra:
+            raise ConfigError(f"'{self.name}.fractions' lists {sorted(extra)}, which are not in 'fractions'")
+
+    def trains(self, plan: Plan) -> set[str]:
+        return set(self.tasks()) if self.enabled else set()

@@ -1,0 +1,34 @@
+"""Optimisers of pretraining, by name (``optim.optimizer``): builders ``(param_groups, lr) -> Optimizer``.
+
+Adding one is one more registered function here; the config's choices are read from :data:`OPTIMIZERS`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from eossl.registry import Registry
+
+OPTIMIZERS: Registry = Registry("optimizer")
+
+
+@OPTIMIZERS.register("adamw")
+def adamw(groups: list[dict[str, Any]], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+@OPTIMIZERS.register("sgd")
+def sgd(groups: list[dict[str, Any]], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.SGD(groups, lr=lr, momentum=0.9)
+
+
+@OPTIMIZERS.register("lars")
+def lars(groups: list[dict[str, Any]], lr: float) -> torch.optim.Optimizer:
+    from lightly.utils.lars import LARS
+
+    return LARS(groups, lr=lr, momentum=0.9)
+
+
+__all__ = ["OPTIMIZERS"]
