@@ -1,8 +1,9 @@
 """Peak memory of the streamed evaluation: a linear probe and a fine-tune on a store ``--scale`` x the
 demo's with ``data.in_memory: false``, against the demo store, in one run.
 
-    uv run --frozen python benchmarks/eval_memory.py --work /tmp/eossl-bench            # ~25 min on 2 cores
-    uv run --frozen python benchmarks/eval_memory.py --work /tmp/eossl-bench-q --quick  # smoke run, ~1 min
+    uv run --frozen python benchmarks/eval_memory.py --work /tmp/eossl-bench            # 10x: over an hour
+    uv run --frozen python benchmarks/eval_memory.py --work /tmp/eossl-bench --scale 5  # ~1 h on a busy 2-core CPU
+    uv run --frozen python benchmarks/eval_memory.py --work /tmp/eossl-bench-q --quick  # smoke run, ~6 min
 
 Two synthetic stores are generated into ``--work`` (reused when present): the demo's
 (``--locations`` x 4 seasons, 32 px) and one with ``--scale`` x as many locations. On each, every

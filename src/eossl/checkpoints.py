@@ -20,7 +20,6 @@ file, and nothing in it runs.
 from __future__ import annotations
 
 import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,12 @@ def _safe_globals() -> list[Any]:
     return [AttributeDict]
 
 
+def _first_line(lines: list[str], exc: Exception) -> str:
+    """The loader's reason in one line, without torch's advice to load unsafely."""
+    kept = [line for line in lines if "weights_only" not in line]
+    return kept[0] if kept else type(exc).__name__
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """The checkpoint at ``path`` as a dict of tensors and plain data, loaded without running any code
     from it; :class:`CheckpointError` naming the file when it is missing, empty, damaged or unsafe."""
@@ -57,15 +62,21 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         with torch.serialization.safe_globals(_safe_globals()):
             loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        reason = str(exc).strip().splitlines()
-        detail = next((line for line in reason if "Unsupported global" in line or "GLOBAL" in line), reason[0])
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        unsafe = next((line for line in lines if "Unsupported global" in line or "GLOBAL " in line), None)
+        if unsafe is None:  # not an object we refused: the bytes are not a pickle at all
+            raise CheckpointError(
+                f"checkpoint '{path}' is damaged or not a PyTorch checkpoint: {_first_line(lines, exc)}"
+            ) from None
         raise CheckpointError(
-            f"checkpoint '{path}' was refused: it holds objects that would run code when loaded ({detail.strip()}); "
+            f"checkpoint '{path}' was refused: it holds objects that would run code when loaded ({unsafe}); "
             "only tensors and plain data are read"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"checkpoint '{path}' is damaged or not a PyTorch checkpoint: {first}") from None
+    except Exception as exc:  # whatever the loader raises on a file that is not a sound checkpoint
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        raise CheckpointError(
+            f"checkpoint '{path}' is damaged or not a PyTorch checkpoint: {_first_line(lines, exc)}"
+        ) from None
     if not isinstance(loaded, dict):
         raise CheckpointError(f"checkpoint '{path}' holds a {type(loaded).__name__}, not a checkpoint dictionary")
     return loaded

@@ -14,7 +14,7 @@ from eossl.config import DataConfig, PretrainConfig
 from eossl.data.datamodule import StoreDataset
 from eossl.data.modality import S2_BANDS, SENTINEL2_L2A
 from eossl.data.store import SampleStore, StoreWriter
-from eossl.methods import method_class
+from eossl.methods.registry import METHODS
 
 BEN_S2 = SHARED_DATA / "bigearthnet-example" / "BigEarthNet-S2-Example"
 
@@ -45,7 +45,7 @@ def test_real_bigearthnet_patches_flow_through_store_and_simclr(tmp_path):
     assert means[S2_BANDS.index("B8")] > means[S2_BANDS.index("B4")]
     batch = StoreDataset(store, np.arange(len(patches)), ["s2"], []).__getitems__(list(range(len(patches))))
     cfg = PretrainConfig(data=DataConfig(store=store.path)).model_dump(mode="json")
-    model = method_class("simclr")(cfg, asdict(store.modalities["s2"]), store.stats["s2"])
+    model = METHODS["simclr"](cfg, [asdict(store.modalities["s2"])], {"s2": store.stats["s2"]})
     model.log = lambda *a, **k: None
     loss = model.training_step({"s2": batch["s2"][:, :, :64, :64]}, 0)
     assert torch.isfinite(loss)

@@ -100,7 +100,7 @@ def _bad_files(tmp_path, real_checkpoint) -> dict[str, tuple[object, str]]:
     files["crafted"] = (crafted, "was refused: it holds objects that would run code")
     noise = tmp_path / "noise.ckpt"
     noise.write_bytes(os.urandom(4096))
-    files["random-bytes"] = (noise, "checkpoint '")  # the reason: see the xfail test below
+    files["random-bytes"] = (noise, "is damaged or not a PyTorch checkpoint")
     empty = tmp_path / "empty.ckpt"
     empty.write_bytes(b"")
     files["empty"] = (empty, "is empty")
@@ -156,11 +156,6 @@ def test_unsafe_or_broken_checkpoints_are_refused_on_resume_before_training(
     assert not (tmp_path / "SENTINEL").exists() and not out.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="eossl.checkpoints.read_checkpoint reports random bytes as a file carrying code (torch raises "
-    "UnpicklingError for them too) and quotes torch's advice to retry with weights_only=False",
-)
 def test_random_bytes_are_reported_as_damaged_not_as_code(tmp_path, simclr_checkpoint):
     path, _ = _bad_files(tmp_path, simclr_checkpoint)["random-bytes"]
     with pytest.raises(CheckpointError, match="is damaged or not a PyTorch checkpoint") as error:

@@ -28,16 +28,12 @@ from eossl.data.modality import Modality
 from eossl.data.store import SampleStore
 from eossl.data.targets import Target
 from eossl.errors import ConfigError, MetadataError
-from eossl.evaluation.finetune import INPUT
+from eossl.evaluation.batches import INPUT, identity
 from eossl.evaluation.registry import TASK_KINDS
 from eossl.evaluation.tasks._base import Task
 
 if TYPE_CHECKING:
     from eossl.evaluation.config import EvaluateBase
-
-
-def _identity(batch: dict) -> dict:
-    return batch
 
 
 def _num_classes(store: SampleStore, target: Target) -> int:
@@ -183,7 +179,7 @@ class EvalData:
                positions: np.ndarray | None = None) -> Iterator[torch.Tensor]:  # fmt: skip
         """The split's stacked inputs, in order, ``batch_size`` at a time."""
         loader = DataLoader(self.dataset(split, combo, (), positions, absent), batch_size=batch_size,
-                            collate_fn=_identity)  # fmt: skip
+                            collate_fn=identity)  # fmt: skip
         return (batch[INPUT] for batch in loader)
 
     def target(self, split: str, task: Task) -> torch.Tensor:

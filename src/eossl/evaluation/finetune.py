@@ -24,18 +24,19 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from eossl.data.augment import AugmentConfig, MultiModalAugment
 from eossl.data.modality import Modality
 from eossl.data.normalize import BandNormalizer, normalize_input
+from eossl.evaluation.batches import INPUT, TensorBatches, batch_loader, in_batches
 from eossl.evaluation.multitask import FixedWeighting, LossWeighting, loss_weighting
 from eossl.evaluation.protocols._trained_config import TrainedProtocolConfig
 from eossl.evaluation.tasks._base import Task
@@ -43,32 +44,6 @@ from eossl.models.adapters import AdapterOptions, configure_trainable, count_par
 from eossl.models.decoders import PyramidDecoder
 from eossl.models.interface import Encoder
 from eossl.training import bf16_autocast, resolve_precision
-
-INPUT = "input"
-"""Batch key of the (stacked) image input; targets are under their target names."""
-
-
-def _identity(batch: dict) -> dict:
-    return batch
-
-
-class TensorBatches(Dataset):
-    """In-memory labelled data as the trained protocols read it: ``__getitems__`` gives a dict batch
-    with ``"input"`` (images in physical units) and one tensor per target name."""
-
-    def __init__(self, images: torch.Tensor, targets: Mapping[str, torch.Tensor]) -> None:
-        for name, values in targets.items():
-            if len(values) != len(images):
-                raise ValueError(f"target '{name}' has {len(values)} rows for {len(images)} images")
-        self.images, self.targets = images, dict(targets)
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitems__(self, positions: list[int]) -> dict[str, torch.Tensor]:
-        index = torch.as_tensor(positions, dtype=torch.long)
-        return {INPUT: self.images[index], **{k: v[index] for k, v in self.targets.items()}}
-
 
 SPATIAL_ONLY = AugmentConfig(crop_scale=(1.0, 1.0), brightness=0, band_gain=0, contrast=0, haze=0, noise_std=0)
 MASK = Modality(name="target_mask", kind="categorical", bands=("class",), dtype="uint8", gsd_m=(10.0,))
@@ -267,15 +242,6 @@ def train_steps(num_labelled: int, cfg: TrainedProtocolConfig) -> int:
     return int(min(max(cfg.epochs * per_epoch, cfg.min_steps), cfg.max_steps))
 
 
-def _loader(
-    data: Dataset, batch_size: int, shuffle: bool = False, seed: int = 0, drop_last: bool = False
-) -> DataLoader:
-    """Batches of ``data`` (a dataset with ``__getitems__`` giving dict batches), shuffled reproducibly."""
-    generator = torch.Generator().manual_seed(seed) if shuffle else None
-    return DataLoader(data, batch_size=batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last,
-                      collate_fn=_identity)  # fmt: skip
-
-
 def _image_size(data: Dataset) -> int:
     return int(data.__getitems__([0])[INPUT].shape[-1])
 
@@ -317,7 +283,7 @@ def train_multitask_model(
         trainable, copy.deepcopy(normalizer), modality, tasks, cfg, steps, _image_size(train),
         train_norm_statistics=mode == "full", steps_per_epoch=len(train) / batch_size, weighting=weighting,
     )  # fmt: skip
-    loader = _loader(train, batch_size, shuffle=True, seed=seed, drop_last=len(train) > cfg.batch_size)
+    loader = batch_loader(train, batch_size, shuffle=True, seed=seed, drop_last=len(train) > cfg.batch_size)
     callbacks = [EarlyStopping("val_score", patience=cfg.patience, mode="max")]
     trainer = L.Trainer(
         max_steps=steps,
@@ -334,7 +300,7 @@ def train_multitask_model(
         enable_model_summary=False,
     )
     model.train()
-    trainer.fit(model, loader, _loader(val, 256))
+    trainer.fit(model, loader, batch_loader(val, 256))
     if model.best_state is not None:
         model.load_state_dict(model.best_state)
         model.best_state = None
@@ -392,14 +358,24 @@ def predict_tasks(model: TaskModel, batches: Iterable[torch.Tensor], device: tor
     return {name: torch.cat(parts) for name, parts in outputs.items()}
 
 
-def in_batches(images: torch.Tensor, batch_size: int = 256) -> Iterator[torch.Tensor]:
-    """``images`` in consecutive batches (for :func:`predict_tasks` on tensors in memory)."""
-    return (images[i : i + batch_size] for i in range(0, len(images), batch_size))
-
-
 def predict(model: TaskModel, batches: Iterable[torch.Tensor], device: torch.device) -> torch.Tensor:
     """Outputs of a single-task ``model`` on image batches (physical units), computed on ``device``."""
     if len(model.tasks) != 1:
         raise ValueError(f"predict takes a single-task model, this one has {list(model.tasks)}: use predict_tasks")
     (name,) = model.tasks
     return predict_tasks(model, batches, device)[name]
+
+
+__all__ = [
+    "INPUT",
+    "MultitaskResult",
+    "TaskModel",
+    "TensorBatches",
+    "TrainedResult",
+    "in_batches",
+    "predict",
+    "predict_tasks",
+    "train_multitask_model",
+    "train_steps",
+    "train_task_model",
+]
