@@ -1,36 +1,15 @@
-"""Pixel regression: one value per pixel (e.g. canopy height); a decoder with one output, MSE, R² over pixels."""
+"""Pixel regression: one value per pixel (e.g. canopy height); a decoder with one output, MSE, R² over pixels.
+
+The regression task kind, per pixel: the same loss, metrics and output shape handling."""
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-
-from eossl.evaluation.metrics import regression_metrics
 from eossl.evaluation.registry import TASK_KINDS
-from eossl.evaluation.tasks._base import TaskKind
+from eossl.evaluation.tasks.regression import Regression
 
 
 @TASK_KINDS.register("pixel-regression")
-class PixelRegression(TaskKind):
+class PixelRegression(Regression):
     order = 4
-    primary = "r2"
     dense = True
-    classes = False
-    stratify = "bins"
-
-    def loss(self, ignore_index: int | None = None) -> nn.Module:
-        return nn.MSELoss()
-
-    def metrics(
-        self, outputs: torch.Tensor, targets: torch.Tensor, num_classes: int, ignore_index: int | None = None
-    ) -> dict[str, float]:
-        return regression_metrics(outputs, targets)
-
-    def num_outputs(self, num_classes: int) -> int:
-        return 1
-
-    def prepare_target(self, target: torch.Tensor) -> torch.Tensor:
-        return target.float()
-
-    def prepare_output(self, output: torch.Tensor) -> torch.Tensor:
-        return output.squeeze(1)
+    linear = None
