@@ -72,13 +72,13 @@ def run_evaluate(cfg: EvaluateBase, log: Callable[[str], None] = print) -> pd.Da
     for init in inits:
         init.check()
     data = EvalData(cfg)
-    pretrained_arch = "checkpoint" in cfg.inits
-    check_plan(cfg, data.tasks, None if pretrained_arch else cfg.encoder.name)
+    # a checkpoint decides the architecture: the plan is checked without it first, then with its encoder
+    protocols = check_plan(cfg, data.tasks, None if "checkpoint" in cfg.inits else cfg.encoder.name)
     subsets = LabelSubsets(data.store, data.splits["train"], data.tasks, cfg.fractions, cfg.seeds)
     pretrained = _pretrained(cfg)
-    inits = [INITS[name](cfg, pretrained) for name in cfg.inits]
-    encoder_name = next(iter(pretrained.values())).encoder_name if pretrained else cfg.encoder.name
-    protocols = check_plan(cfg, data.tasks, encoder_name)
+    if pretrained:
+        inits = [INITS[name](cfg, pretrained) for name in cfg.inits]
+        protocols = check_plan(cfg, data.tasks, next(iter(pretrained.values())).encoder_name)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     write_yaml_atomic(out / "config.yaml", cfg.model_dump(mode="json"))
