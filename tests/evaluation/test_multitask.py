@@ -190,7 +190,9 @@ def _fp32_single_task_runs(monkeypatch) -> dict[str, dict]:
     for task, mode, extra in (("segmentation", "full", {}), ("single-label", "frozen", {"patience": 1})):
         torch.manual_seed(0)
         encoder = build_encoder("resnet18", 4)
-        training = {"min_steps": 6, "max_steps": 6, "batch_size": 8, "validations": 3, "patience": 0, **extra}
+        # the settings of the old code path: a 0.1x encoder rate, early stopping free to stop at any round
+        training = {"min_steps": 6, "max_steps": 6, "batch_size": 8, "validations": 3, "patience": 0,
+                    "encoder_lr_factor": 0.1, "stop_after": 0.0, **extra}  # fmt: skip
         cfg = validate_config(EvaluateConfig, {"data": {"store": "x"}, "finetune": training}).finetune
         y = targets[task]
         train, val = TensorBatches(x[:24], {task: y[:24]}), TensorBatches(x[24:], {task: y[24:]})

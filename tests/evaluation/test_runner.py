@@ -13,6 +13,7 @@ from eossl.config import EvaluateConfig, validate_config
 from eossl.data.modality import Modality
 from eossl.data.targets import Target
 from eossl.evaluation import INITS, TASK_KINDS
+from eossl.evaluation.budget import Convergence
 from eossl.evaluation.context import Evaluation
 from eossl.evaluation.data import EvalData
 from eossl.evaluation.finetune import TensorBatches, train_task_model
@@ -124,7 +125,8 @@ def test_plan_errors_before_any_work(small_store, tmp_path):
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
-def test_early_stopping_restores_the_best_round():
+@pytest.mark.parametrize("stop_after", [0.0, 0.5])
+def test_early_stopping_waits_for_its_floor_and_restores_the_best_round(stop_after):
     torch.manual_seed(0)
     modality = Modality(name="s2", kind="optical", bands=("a", "b"), dtype="float32", gsd_m=(10.0, 10.0))
     from eossl.data.normalize import BandNormalizer
@@ -134,19 +136,18 @@ def test_early_stopping_restores_the_best_round():
     stats = {"mean": [0.0, 0.0], "std": [1.0, 1.0]}
     normalizer = BandNormalizer({"s2": stats}, ["s2"])
     x, y = torch.randn(32, 2, 16, 16), torch.randint(0, 3, (32,))
-    cfg = validate_config(
-        EvaluateConfig,
-        {
-            "data": {"store": "x"},
-            "frozen": {"min_steps": 40, "max_steps": 40, "batch_size": 8, "validations": 20, "patience": 2, "lr": 1e-9},
-        },
-    ).frozen
+    frozen = {"min_steps": 40, "max_steps": 40, "batch_size": 8, "validations": 20, "patience": 2, "lr": 1e-9,
+              "stop_after": stop_after}  # fmt: skip
+    cfg = validate_config(EvaluateConfig, {"data": {"store": "x"}, "frozen": frozen}).frozen
     task = Task("single-label", TASK_KINDS["single-label"](), Target("label", "single-label", column="label"), 3)
     data = TensorBatches(x, {"label": y})
     result = train_task_model(encoder, normalizer, modality, task, data, data, cfg, "frozen")
-    # lr ~ 0: the validation metric cannot improve after the first round, so training stops after
-    # 1 + patience rounds of 2 steps each, long before 40 steps, and the first round's weights are kept
-    assert result.steps == 6 and len(result.history) == 3 and result.best_step == 2
+    # lr ~ 0: the validation metric cannot improve after the first round (rounds every 2 steps), so training
+    # stops after 1 + patience rounds when it may stop anywhere, and at its floor (half of 40 steps) otherwise;
+    # either way long before 40 steps, and the first round's weights are kept
+    expected = {0.0: 6, 0.5: 20}[stop_after]
+    assert result.steps == expected and len(result.history) == expected // 2 and result.best_step == 2
+    assert result.run.budget_steps == 40 and result.run.convergence == Convergence("early", True)
     assert result.trainable_encoder_params == 0 and result.head_params == 512 * 3 + 3
     assert np.allclose([h["value"] for h in result.history], result.history[0]["value"])
     # the frozen protocol keeps the encoder's weights and BatchNorm statistics; the source is untouched

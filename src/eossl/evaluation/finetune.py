@@ -4,12 +4,13 @@ One loop serves every trained protocol, which differ only in what the optimiser 
 ``frozen`` (the heads or decoders only; encoder weights and BatchNorm statistics fixed), ``finetune``
 (everything; the encoder at ``encoder_lr_factor`` times the heads' learning rate) and ``adapter``
 (a spectral adapter, the first N layers or LoRA on attention, see :mod:`eossl.models.adapters`).
-The schedule is linear warmup then cosine; the run is ``epochs`` passes over the subset clipped to
-``[min_steps, max_steps]`` so small fractions are not under-trained. The primary metric is measured
-on the validation split ``validations`` times per run: that is the learning curve, the early-stopping
-signal (``patience`` rounds without improvement) and the model selection (the best round's weights
-are restored before testing). Augmentation is spatial only (flips, 90-degree rotations), applied to
-masks with the same parameters.
+The schedule is linear warmup then cosine; the run's length, learning rates and early stopping follow
+the budget rule of :mod:`eossl.evaluation.budget`, the same for every init. The primary metric is
+measured on the validation split ``validations`` times per run: that is the learning curve, the
+early-stopping signal (``patience`` rounds without improvement, not before ``stop_after`` of the
+budget) and the model selection (the best round's weights are restored before testing); each result
+says how the run ended and whether it had converged. Augmentation is spatial only (flips, 90-degree
+rotations), applied to masks with the same parameters.
 
 Multi-task learning is the same loop with several tasks (:func:`train_multitask_model`): one encoder
 pass per batch feeds every head (a linear head on the pooled features for pooled tasks, a
@@ -29,7 +30,6 @@ from dataclasses import dataclass, field
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -37,6 +37,7 @@ from eossl.data.augment import AugmentConfig, MultiModalAugment
 from eossl.data.modality import Modality
 from eossl.data.normalize import BandNormalizer, normalize_input
 from eossl.evaluation.batches import INPUT, TensorBatches, batch_loader, in_batches
+from eossl.evaluation.budget import BudgetStopping, Rates, RunRecord, budget_steps, convergence, stop_floor
 from eossl.evaluation.multitask import FixedWeighting, LossWeighting, loss_weighting
 from eossl.evaluation.protocols._trained_config import TrainedProtocolConfig
 from eossl.evaluation.tasks._base import Task
@@ -76,6 +77,7 @@ class TaskModel(L.LightningModule):
         train_norm_statistics: bool,
         steps_per_epoch: float = 1.0,
         weighting: LossWeighting | None = None,
+        rates: Rates | None = None,
     ) -> None:
         super().__init__()
         tasks = [tasks] if isinstance(tasks, Task) else list(tasks)
@@ -102,6 +104,8 @@ class TaskModel(L.LightningModule):
         self.augment = MultiModalAugment({modality.name: modality, **masks}, SPATIAL_ONLY)
         self.loss_fns = nn.ModuleDict({t.name: t.loss() for t in tasks})
         self.cfg, self.total_steps, self.train_norm_statistics = cfg, total_steps, train_norm_statistics
+        self.rates = rates or Rates(cfg.lr[0], cfg.encoder_lr_factor[0])
+        self.stopped_early = False  # set by BudgetStopping
         self.steps_per_epoch = steps_per_epoch  # for the learning curve's epoch axis
         self.encoder_trains = any(p.requires_grad for p in encoder.parameters())
         # one entry per validation round: step, epoch, score, values (task -> primary metric), weights
@@ -187,12 +191,13 @@ class TaskModel(L.LightningModule):
 
     def configure_optimizers(self) -> dict:
         encoder_params = [p for p in self.encoder.parameters() if p.requires_grad]
-        groups = [{"params": self.heads.parameters(), "lr": self.cfg.lr}]
+        lr = self.rates.lr
+        groups = [{"params": self.heads.parameters(), "lr": lr}]
         if encoder_params:
-            groups.append({"params": encoder_params, "lr": self.cfg.lr * self.cfg.encoder_lr_factor})
+            groups.append({"params": encoder_params, "lr": lr * self.rates.encoder_lr_factor})
         weighting_params = list(self.weighting.parameters())
         if weighting_params:  # learned loss weights: the heads' rate, no decay (it would pull them to equal)
-            groups.append({"params": weighting_params, "lr": self.cfg.lr, "weight_decay": 0.0})
+            groups.append({"params": weighting_params, "lr": lr, "weight_decay": 0.0})
         optimizer = torch.optim.AdamW(groups, weight_decay=self.cfg.weight_decay)
         warmup = max(1, round(self.total_steps * self.cfg.warmup_fraction))
 
@@ -210,11 +215,18 @@ class TrainedResult:
     """A trained single-task model (eval mode, CPU, best validation round restored) and how it got there."""
 
     model: TaskModel
+    run: RunRecord
     history: list[dict] = field(default_factory=list)  # step, epoch, value (validation primary metric)
-    steps: int = 0
-    best_step: int = 0
     trainable_encoder_params: int = 0
     head_params: int = 0
+
+    @property
+    def steps(self) -> int:
+        return self.run.steps
+
+    @property
+    def best_step(self) -> int:
+        return self.run.best_step
 
 
 @dataclass
@@ -228,18 +240,20 @@ class MultitaskResult:
     """
 
     model: TaskModel
+    run: RunRecord
     curves: dict[str, list[dict]] = field(default_factory=dict)
     history: list[dict] = field(default_factory=list)
-    steps: int = 0
-    best_step: int = 0
     trainable_encoder_params: int = 0
     head_params: dict[str, int] = field(default_factory=dict)
     loss_weights: dict[str, float] = field(default_factory=dict)
 
+    @property
+    def steps(self) -> int:
+        return self.run.steps
 
-def train_steps(num_labelled: int, cfg: TrainedProtocolConfig) -> int:
-    per_epoch = math.ceil(num_labelled / cfg.batch_size)
-    return int(min(max(cfg.epochs * per_epoch, cfg.min_steps), cfg.max_steps))
+    @property
+    def best_step(self) -> int:
+        return self.run.best_step
 
 
 def _image_size(data: Dataset) -> int:
@@ -260,6 +274,7 @@ def train_multitask_model(
     adapter_options: AdapterOptions | None = None,
     weighting: str | LossWeighting = "fixed",
     weights: Mapping[str, float] | None = None,
+    rates: Rates | None = None,
 ) -> MultitaskResult:
     """Train a copy of ``encoder`` with one new head per task on the labelled ``train`` data.
 
@@ -269,11 +284,11 @@ def train_multitask_model(
     ``weighting`` (``fixed`` with ``weights``, default 1 each, or ``uncertainty``; or a
     :class:`~eossl.evaluation.multitask.LossWeighting`) combines the tasks' losses. Model selection and
     early stopping use the mean over tasks of their primary validation metrics, sign-flipped where lower
-    is better.
+    is better. ``rates``: one point of the config's learning-rate grid (default: its first).
     """
     L.seed_everything(seed, verbose=False)
     tasks = list(tasks)
-    steps = train_steps(len(train), cfg)
+    steps = budget_steps(len(train), cfg)
     options = adapter_options or AdapterOptions()
     trainable = configure_trainable(copy.deepcopy(encoder), mode, **vars(options))
     batch_size = min(cfg.batch_size, len(train))
@@ -282,16 +297,16 @@ def train_multitask_model(
     model = TaskModel(
         trainable, copy.deepcopy(normalizer), modality, tasks, cfg, steps, _image_size(train),
         train_norm_statistics=mode == "full", steps_per_epoch=len(train) / batch_size, weighting=weighting,
+        rates=rates,
     )  # fmt: skip
     loader = batch_loader(train, batch_size, shuffle=True, seed=seed, drop_last=len(train) > cfg.batch_size)
-    callbacks = [EarlyStopping("val_score", patience=cfg.patience, mode="max")]
     trainer = L.Trainer(
         max_steps=steps,
         max_epochs=-1,
         val_check_interval=max(1, steps // cfg.validations),
         check_val_every_n_epoch=None,
         num_sanity_val_steps=0,
-        callbacks=callbacks if cfg.patience > 0 else [],
+        callbacks=[BudgetStopping(cfg.patience, stop_floor(steps, cfg))],
         accelerator=accelerator,
         precision=resolve_precision("auto", accelerator),
         logger=False,
@@ -304,12 +319,14 @@ def train_multitask_model(
     if model.best_state is not None:
         model.load_state_dict(model.best_state)
         model.best_state = None
+    scores = [h["score"] for h in model.history]
+    record = RunRecord(model.rates, int(trainer.global_step), steps, model.best_step, model.best_value,
+                       convergence(scores, model.stopped_early, cfg.converged_tolerance))  # fmt: skip
     return MultitaskResult(
         model=model.cpu().eval(),
+        run=record,
         curves={t.name: model.curve(t.name) for t in tasks},
         history=model.history,
-        steps=int(trainer.global_step),
-        best_step=model.best_step,
         trainable_encoder_params=count_parameters(model.encoder),
         head_params={name: count_parameters(head) for name, head in model.heads.items()},
         loss_weights=model.weighting.weights(),
@@ -328,18 +345,18 @@ def train_task_model(
     accelerator: str = "auto",
     seed: int = 0,
     adapter_options: AdapterOptions | None = None,
+    rates: Rates | None = None,
 ) -> TrainedResult:
     """Train a copy of ``encoder`` with a new head for ``task``: :func:`train_multitask_model` with this
     one task at weight 1."""
     result = train_multitask_model(
         encoder, normalizer, modality, [task], train, val, cfg, mode, accelerator=accelerator, seed=seed,
-        adapter_options=adapter_options,
+        adapter_options=adapter_options, rates=rates,
     )  # fmt: skip
     return TrainedResult(
         model=result.model,
+        run=result.run,
         history=result.curves[task.name],
-        steps=result.steps,
-        best_step=result.best_step,
         trainable_encoder_params=result.trainable_encoder_params,
         head_params=result.head_params[task.name],
     )
@@ -369,13 +386,15 @@ def predict(model: TaskModel, batches: Iterable[torch.Tensor], device: torch.dev
 __all__ = [
     "INPUT",
     "MultitaskResult",
+    "Rates",
+    "RunRecord",
     "TaskModel",
     "TensorBatches",
     "TrainedResult",
+    "budget_steps",
     "in_batches",
     "predict",
     "predict_tasks",
     "train_multitask_model",
-    "train_steps",
     "train_task_model",
 ]

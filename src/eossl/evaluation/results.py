@@ -8,7 +8,11 @@ the modalities in ``modality``, e.g. ``s2+s1``, were fused: ``none``, ``early``,
 ``late-concat``, ...) and ``missing`` (the modality blanked at test time, empty otherwise); version 4
 adds ``kind`` (the task kind of the row's task: tasks are named by the user, e.g. ``crop_type``, so the
 report reads primary metrics and task order from the kind, :data:`eossl.evaluation.registry.TASK_KINDS`).
-Older files read as ``kind = task`` (their task names were the kind names).
+Older files read as ``kind = task`` (their task names were the kind names). Version 5 adds, for the
+trained protocols, the budget rule's record (:mod:`eossl.evaluation.budget`): ``budget_steps`` (the
+steps the rule gave the run; ``steps`` is what it ran), ``lr`` and ``encoder_lr_factor`` (the grid
+point chosen on validation), ``stopped`` (``early`` or ``budget``) and ``converged`` (whether the
+validation metric had stopped improving); older files have them empty, so their convergence is unknown.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import pandas as pd
 from eossl.evaluation.registry import TASK_KINDS, kind_order
 from eossl.io import atomic_path
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 RESULT_COLUMNS = [
     "init",
     "protocol",
@@ -39,6 +43,11 @@ RESULT_COLUMNS = [
     "head_params",
     "steps",
     "best_step",
+    "budget_steps",
+    "lr",
+    "encoder_lr_factor",
+    "stopped",
+    "converged",
     "weight_decay",
     "k",
     "schema_version",

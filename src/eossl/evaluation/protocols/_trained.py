@@ -1,33 +1,70 @@
 """The loop shared by the trained protocols: per task, fraction and seed, train a copy of the encoder
-with a new head on the labelled subset, streamed from the store, then test it."""
+with a new head on the labelled subset, streamed from the store, then test it.
+
+Learning rates are chosen per init on the validation split (:func:`eossl.evaluation.budget.search_rates`
+over the section's grid): on the first seed of each task and fraction, reused for the other seeds
+(``lr_search: first-seed``), or on every seed (``every-seed``).
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
+from eossl.evaluation.budget import Rates, rate_grid, rates_label, search_rates
 from eossl.evaluation.context import InitRun
-from eossl.evaluation.finetune import predict, train_task_model
+from eossl.evaluation.finetune import TrainedResult, predict, train_task_model
 from eossl.evaluation.protocols._trained_config import TrainedProtocolConfig
 from eossl.models.adapters import AdapterOptions
+
+Result = TypeVar("Result")
+
+
+class RateChoices:
+    """The grid point each (task, fraction) chose, so later seeds reuse it under ``first-seed``."""
+
+    def __init__(self, run: InitRun, protocol: str, section: TrainedProtocolConfig, mode: str) -> None:
+        self.run, self.protocol, self.section = run, protocol, section
+        self.grid = rate_grid(section, encoder_trains=mode != "frozen")
+        self.chosen: dict[tuple[str, float], Rates] = {}
+
+    def train(self, key: tuple[str, float], train: Callable[[Rates], Result]) -> Result:
+        """Train at the chosen rates of ``key`` (searching the grid first when there is no choice yet)."""
+        if key in self.chosen and self.section.lr_search == "first-seed":
+            return train(self.chosen[key])
+        result = search_rates(train, self.grid)
+        self.chosen[key] = result.run.rates
+        if len(self.grid) > 1:
+            self.run.evaluation.log(
+                f"  {self.run.setting.label:<14} {self.run.init:<12} {self.protocol:<16} {key[0]} {key[1]:g}: "
+                f"{rates_label(result.run.rates)} chosen on validation"
+            )
+        return result
 
 
 def train_and_test(run: InitRun, protocol: str, mode: str, section: TrainedProtocolConfig, tasks: list[str],
                    fractions: list[float], options: AdapterOptions | None = None) -> None:  # fmt: skip
     """Train and test ``mode`` (see :data:`eossl.models.adapters.ADAPTERS`) on every run; rows under ``protocol``."""
     started, data, combo = time.perf_counter(), run.data, run.setting.combo
+    choices = RateChoices(run, protocol, section, mode)
     for task, fraction, seed, subset in run.runs(tasks=tasks, fractions=fractions):
         target = [task.target.name]
-        result = train_task_model(
-            run.encoder, run.normalizer, run.modality, task, data.dataset("train", combo, target, subset),
-            data.dataset("val", combo, target), section, mode, accelerator=run.cfg.accelerator, seed=seed,
-            adapter_options=options,
-        )  # fmt: skip
+        train, val = data.dataset("train", combo, target, subset), data.dataset("val", combo, target)
+
+        def fit(rates: Rates, task=task, seed=seed, train=train, val=val) -> TrainedResult:
+            return train_task_model(
+                run.encoder, run.normalizer, run.modality, task, train, val, section, mode,
+                accelerator=run.cfg.accelerator, seed=seed, adapter_options=options, rates=rates,
+            )  # fmt: skip
+
+        result = choices.train((task.name, fraction), fit)
         device = run.evaluation.device
         outputs = predict(result.model, run.test_inputs(), device)
         degraded = {a: predict(result.model, run.test_inputs(absent=a), device) for a in run.missing_at_test()}
         extra = {
             "encoder": run.encoder_name, "num_labels": len(subset), "trainable_params": result.trainable_encoder_params,
-            "head_params": result.head_params, "steps": result.steps, "best_step": result.best_step,
+            "head_params": result.head_params, **result.run.columns(),
         }  # fmt: skip
         run.record(run.key(protocol, task, fraction, seed), outputs, degraded, result.history, extra, max(fractions))
     run.evaluation.log(f"  {run.setting.label:<14} {run.init:<12} {protocol:<16} {time.perf_counter() - started:.0f}s")

@@ -29,7 +29,7 @@ class AdapterProtocolConfig(TrainedProtocolConfig):
     lora_alpha: float = Field(16.0, gt=0)
     spectral_hidden: int = Field(16, ge=1)  # channels of the spectral adapter's 1-D convolutions
     spectral_kernel: int = Field(5, ge=1)  # odd: the band axis keeps its length
-    encoder_lr_factor: float = Field(1.0, ge=0)
+    encoder_lr_factor: list[float] = Field(default_factory=lambda: [1.0], min_length=1)
 
     @field_validator("spectral_kernel")
     @classmethod

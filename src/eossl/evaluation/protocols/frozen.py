@@ -18,7 +18,7 @@ class FrozenProtocolConfig(TrainedProtocolConfig):
     """``frozen:``: off by default; the head trains at a higher rate than in fine-tuning."""
 
     enabled: bool = False
-    lr: float = Field(1e-2, gt=0)
+    lr: list[float] = Field(default_factory=lambda: [1e-2], min_length=1)
 
 
 @PROTOCOLS.register("frozen")

@@ -17,10 +17,12 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from eossl.errors import ConfigError
+from eossl.evaluation.budget import Rates
 from eossl.evaluation.context import InitRun
-from eossl.evaluation.finetune import predict_tasks, train_multitask_model
+from eossl.evaluation.finetune import MultitaskResult, predict_tasks, train_multitask_model
 from eossl.evaluation.multitask import Weighting
 from eossl.evaluation.protocols._base import Plan, TrainedProtocol
+from eossl.evaluation.protocols._trained import RateChoices
 from eossl.evaluation.protocols._trained_config import TrainedProtocolConfig
 from eossl.evaluation.registry import PROTOCOLS
 
@@ -93,14 +95,20 @@ class MultitaskProtocol(TrainedProtocol):
         tasks = [by_name[t] for t in self.tasks() if t in by_name]
         protocol, fractions = section.protocol_name, self.fractions()
         targets = list(dict.fromkeys(t.target.name for t in tasks))
+        choices = RateChoices(run, protocol, section, section.mode)
         for fraction in fractions:
             for seed in self.cfg.seeds:
                 subset = ev.subsets(tasks[0], fraction, seed)
-                result = train_multitask_model(
-                    run.encoder, run.normalizer, run.modality, tasks, data.dataset("train", combo, targets, subset),
-                    data.dataset("val", combo, targets), section, section.mode, accelerator=self.cfg.accelerator,
-                    seed=seed, weighting=section.weighting, weights=section.weights,
-                )  # fmt: skip
+                train, val = data.dataset("train", combo, targets, subset), data.dataset("val", combo, targets)
+
+                def fit(rates: Rates, seed=seed, train=train, val=val) -> MultitaskResult:
+                    return train_multitask_model(
+                        run.encoder, run.normalizer, run.modality, tasks, train, val, section, section.mode,
+                        accelerator=self.cfg.accelerator, seed=seed, weighting=section.weighting,
+                        weights=section.weights, rates=rates,
+                    )  # fmt: skip
+
+                result = choices.train(("+".join(t.name for t in tasks), fraction), fit)
                 outputs = predict_tasks(result.model, run.test_inputs(), ev.device)
                 degraded = {a: predict_tasks(result.model, run.test_inputs(absent=a), ev.device)
                             for a in run.missing_at_test()}  # fmt: skip
@@ -108,8 +116,7 @@ class MultitaskProtocol(TrainedProtocol):
                     extra = {
                         "encoder": run.encoder_name, "num_labels": len(subset),
                         "trainable_params": result.trainable_encoder_params,
-                        "head_params": result.head_params[task.name], "steps": result.steps,
-                        "best_step": result.best_step,
+                        "head_params": result.head_params[task.name], **result.run.columns(),
                     }  # fmt: skip
                     lost = {absent: out[task.name] for absent, out in degraded.items()}
                     run.record(run.key(protocol, task, fraction, seed), outputs[task.name], lost,
