@@ -88,19 +88,44 @@ def test_report_tables_comparisons_and_labels_saved():
     md = render_markdown(results)
     assert "**0.810 ± 0.010**" in md and "| linear | random | 0.503 ± 0.015" in md
     assert "| linear | simclr vs random | +0.307" in md and "better" in md
-    # labels saved: from-scratch fine-tuning reaches 0.70 at 100%; simclr's linear curve crosses 0.70
-    # halfway (in log-fraction) between 10% (0.60) and 100% (0.80): sqrt(0.1 * 1.0) = 31.6%
+    # labels saved: converged from-scratch fine-tuning reaches 0.70 at 100%; simclr's linear curve crosses
+    # 0.70 halfway (in log-fraction) between 10% (0.60) and 100% (0.80): sqrt(0.1 * 1.0) = 31.6%
     curve = _rows({"simclr": [0.60, 0.60, 0.60]}, 0.1) + _rows({"simclr": [0.80, 0.80, 0.80]}, 1.0)
-    scratch = _rows({"random": [0.70, 0.70, 0.70]}, 1.0, protocol="finetune")
-    saved = labels_saved_table(summarise(pd.DataFrame(curve + scratch)))
+    scratch = [{**r, "steps": 300, "budget_steps": 300, "stopped": "early", "converged": True}
+               for r in _rows({"random": [0.70, 0.70, 0.70]}, 1.0, protocol="finetune")]  # fmt: skip
+    saved = labels_saved_table(pd.DataFrame(curve + scratch))
     row = saved[saved.init == "simclr"].iloc[0]
     assert row.reference == "random (finetune)" and row.fraction_needed == pytest.approx(np.sqrt(0.1))
+    assert row.reference_status == "converged" and row.seeds_reached == 3 and not row.refused
+    assert row.low == pytest.approx(np.sqrt(0.1)) == pytest.approx(row.high)  # every seed crosses at the same place
     assert "31.6% of the labels" in render_markdown(pd.DataFrame(curve + scratch))
-    # a probe on random features that beats a short from-scratch fine-tuning becomes the reference
+    # seeds that cross at different fractions give an interval around the mean curve's crossing
+    spread = _rows({"simclr": [0.65, 0.60, 0.55]}, 0.1) + _rows({"simclr": [0.80, 0.80, 0.80]}, 1.0)
+    row = labels_saved_table(pd.DataFrame(spread + scratch)).iloc[0]
+    assert row.low < row.fraction_needed < row.high
+
+
+def test_labels_saved_is_refused_against_a_reference_that_had_not_converged():
+    """One seed of the from-scratch reference still improving at the end of its budget: no number, and why."""
+    from eossl.evaluation.report import labels_saved_table
+
+    curve = _rows({"simclr": [0.60, 0.60, 0.60]}, 0.1) + _rows({"simclr": [0.80, 0.80, 0.80]}, 1.0)
+    scratch = [{**r, "steps": 300, "budget_steps": 300, "stopped": "budget", "converged": r["seed"] != 1}
+               for r in _rows({"random": [0.70, 0.70, 0.70]}, 1.0, protocol="finetune")]  # fmt: skip
+    row = labels_saved_table(pd.DataFrame(curve + scratch)).iloc[0]
+    assert row.reference_status == "not converged" and pd.isna(row.fraction_needed)
+    assert "1 of 3 seeds of the reference were still improving at the end of 300 steps" in row.refused
+    report = render_markdown(pd.DataFrame(curve + scratch))
+    assert "no labels-saved number: 1 of 3 seeds" in report and "of the labels**" not in report
+    assert "| finetune | random | single-label | 100% | 300 | 300 | – | 0/3 | 2/3 † | – |" in report
+    # results without convergence records (older than schema 5): unknown, refused as well
+    unknown = [{k: v for k, v in r.items() if k not in ("converged", "stopped")} for r in scratch]
+    row = labels_saved_table(pd.DataFrame(curve + unknown)).iloc[0]
+    assert row.reference_status == "unknown" and "not recorded" in row.refused
+    # a probe on random features is no reference: without from-scratch fine-tuning at 100% nothing is stated
     probe = _rows({"random": [0.76, 0.76, 0.76]}, 1.0)
-    row = labels_saved_table(summarise(pd.DataFrame(curve + scratch + probe))).query("init == 'simclr'").iloc[0]
-    assert row.reference == "random (linear)" and row.reference_value == pytest.approx(0.76)
-    assert row.fraction_needed == pytest.approx(10 ** (-1 + 0.8))  # 0.76 is 80% of the way from 0.60 to 0.80
+    assert labels_saved_table(pd.DataFrame(curve + probe)).empty
+    assert "No labels-saved number: it needs the from-scratch reference" in render_markdown(pd.DataFrame(curve + probe))
 
 
 def test_knn_votes_are_similarity_weighted_by_hand():

@@ -76,12 +76,14 @@ def test_custom_task_names_use_their_kinds_primary_metrics():
 
 def test_labels_saved_and_multitask_read_the_kind():
     results = _custom()
-    scratch = _rows("yield", "regression", {"random": (0.80, 0.80, 0.80)}, protocols=("finetune",), fractions=(1.0,))
-    summary = summarise(pd.concat([results, pd.DataFrame(scratch)], ignore_index=True))
-    assert list(summary.columns[:3]) == ["task", "kind", "metric"]
-    saved = labels_saved_table(summary)
+    scratch = [{**r, "steps": 50, "converged": True} for task, kind in (("yield", "regression"),
+               ("crop_type", "single-label")) for r in _rows(task, kind, {"random": (0.80, 0.80, 0.80)},
+               protocols=("finetune",), fractions=(1.0,))]  # fmt: skip
+    both = pd.concat([results, pd.DataFrame(scratch)], ignore_index=True)
+    assert list(summarise(both).columns[:3]) == ["task", "kind", "metric"]
+    saved = labels_saved_table(both)
     assert dict(zip(saved.task, saved.metric, strict=True)) == {"crop_type": "accuracy", "yield": "r2"}
-    assert saved.set_index("task").reference["yield"] == "random (finetune)"  # the best r2 at 100%
+    assert saved.set_index("task").reference["yield"] == "random (finetune)"
     multi = pd.DataFrame(
         _rows("crop_type", "single-label", PRETRAINED, protocols=("finetune", "multitask-fixed"), fractions=(0.1,))
         + _rows("yield", "regression", PRETRAINED, protocols=("finetune", "multitask-fixed"), fractions=(0.1,))

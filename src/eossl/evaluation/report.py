@@ -3,8 +3,9 @@
 Tables hold the test-split mean ± std over seeds (best per column in bold) and, for primary metrics,
 the 95% Student-t interval of the mean. Comparisons pair seeds (each seed is one label subset shared
 by every init) and test the per-seed differences; "labels saved" interpolates the label fraction at
-which a pretrained encoder reaches the from-scratch model trained on every label
-(:mod:`eossl.evaluation.statistics`).
+which a pretrained encoder reaches the from-scratch model trained on every label, stated only when that
+reference converged (:mod:`eossl.evaluation.efficiency`). Cells of runs that had not converged in their
+budget carry a †; the "Training budgets" section says how every trained run used its budget.
 
 Primary metrics, task order and dense tasks come from each row's task kind (results schema v4's
 ``kind`` column; frames without one read as ``kind = task``), protocol order and baselines from the
@@ -19,6 +20,13 @@ import pandas as pd
 import yaml
 from pydantic import BaseModel
 
+from eossl.evaluation.efficiency import (
+    convergence_table,
+    headlines,
+    labels_saved_table,
+    missing_reference_line,
+    needed_text,
+)
 from eossl.evaluation.html import write_html
 from eossl.evaluation.plots import plot_convergence, plot_label_efficiency, plot_prediction_maps
 from eossl.evaluation.results import is_dense, ordered_tasks, primary_metric, task_kinds, write_csv_atomic
@@ -31,7 +39,6 @@ from eossl.evaluation.tables import (
     fusion_table,
     is_baseline,
     label_settings,
-    labels_saved_table,
     multitask_comparisons,
     multitask_reference,
     multitask_section,
@@ -64,31 +71,6 @@ __all__ = [
     "table",
     "write_report",
 ]
-
-
-def _needed(row) -> str:
-    """'23.7%', or '≤ 1%' when the smallest measured fraction already reaches the reference."""
-    if pd.isna(row.fraction_needed):
-        return "not reached"
-    return f"≤ {pct(row.fraction_needed)}" if row.at_smallest else pct(row.fraction_needed)
-
-
-def _headlines(saved: pd.DataFrame) -> list[str]:
-    lines = []
-    for task, part in saved.groupby("task", sort=False):
-        reached = part.dropna(subset=["fraction_needed"])
-        if reached.empty:
-            r = part.iloc[0]
-            lines.append(f"- **{task}**: no pretrained encoder reaches {r.reference} at 100% labels "
-                         f"({r.metric} {r.reference_value:.3f}) with fewer labels.")  # fmt: skip
-            continue
-        r = reached.sort_values("fraction_needed").iloc[0]
-        saved = f"{'≥ ' if r.at_smallest else ''}{pct(1 - r.fraction_needed)} saved"
-        lines.append(
-            f"- **{task}**: {r.init} ({r.protocol}) reaches the {r.metric} of {r.reference} trained on 100% of the "
-            f"labels ({r.reference_value:.3f}) with **{_needed(r)} of the labels** ({saved})."
-        )
-    return lines
 
 
 def _figure(name: str) -> list[str]:
@@ -124,9 +106,11 @@ def render_markdown(
     summary = summarise(results)
     counts = results.groupby(["task", "fraction"])["num_labels"].first()
     parts = ["# eossl evaluation report", ""]
-    saved = labels_saved_table(summary, baselines)
+    saved = labels_saved_table(results, baselines)
     if not saved.empty:
-        parts += ["## Labels saved", "", *_headlines(saved), ""]
+        parts += ["## Labels saved", "", *headlines(saved), ""]
+    elif missing_reference_line(results, baselines):
+        parts += ["## Labels saved", "", missing_reference_line(results, baselines), ""]
     sizes = "; ".join(
         f"{t} " + ", ".join(f"{pct(f)} = {int(n)}" for (tt, f), n in counts.items() if tt == t)
         for t in results.task.unique()
@@ -161,13 +145,30 @@ def render_markdown(
         parts += [
             "## Labels needed to match training from scratch on 100%",
             "",
-            "| task | init | protocol | reference (100% labels) | fraction needed |",
-            "|---|---|---|---|---:|",
+            "Fraction needed: where the mean curve reaches the reference's mean, interpolated in log fraction; "
+            "[95% interval] from the per-seed curves when every seed reaches it.",
+            "",
+            "| task | init | protocol | reference (100% labels) | reference converged | fraction needed | seeds "
+            "reaching it |",
+            "|---|---|---|---|---|---:|---:|",
         ]
         parts += [f"| {r.task} | {r.init} | {r.protocol} | {r.reference}: {r.reference_value:.3f} | "
-                  f"{_needed(r)} |"
+                  f"{r.reference_status} | {needed_text(r)} | {r.seeds_reached}/{r.seeds} |"
                   for r in saved.itertuples()]  # fmt: skip
         parts.append("")
+    budgets = convergence_table(results)
+    if budgets:
+        parts += [
+            "## Training budgets",
+            "",
+            "Every trained run follows one rule (docs/evaluation.md): the same budget steps for every init at one "
+            "fraction, learning rates chosen per init on the validation split, early stopping not before half the "
+            "budget. Steps and best step are means over seeds; † marks results with a run that had not converged "
+            "(still improving at the end of its budget).",
+            "",
+            budgets,
+            "",
+        ]
     for figure in (f for f in figures if f.startswith("prediction_maps")):
         parts += _figure(figure)
     if config is not None:

@@ -15,7 +15,7 @@ import pandas as pd
 
 from eossl.evaluation.registry import baseline_inits, protocol_rank
 from eossl.evaluation.results import higher_is_better, ordered_tasks, primary_metric, task_kinds
-from eossl.evaluation.statistics import labels_saved, mean_interval, paired_comparison
+from eossl.evaluation.statistics import mean_interval, paired_comparison
 
 SETTING_SEPARATOR = " · "
 LOWER_IS_BETTER = {"rmse", "mae"}
@@ -78,15 +78,18 @@ def ordered(frame: pd.DataFrame, baselines: tuple[str, ...] | None) -> pd.DataFr
 
 def summarise(results: pd.DataFrame) -> pd.DataFrame:
     """Mean, std, count and 95% interval over seeds per task, metric, protocol, init and fraction (with
-    each task's ``kind``)."""
+    each task's ``kind``); ``unconverged``: how many of the seeds' runs had not converged in their budget."""
     keys = ["task", "metric", "protocol", "init", "fraction"]
     kinds = task_kinds(results)
     rows = []
     for key, part in results.groupby(keys, sort=False):
         interval = mean_interval(part["value"].to_numpy())
+        unconverged = int(part["converged"].astype(str).str.lower().eq("false").sum()) if "converged" in part else 0
         rows.append(dict(zip(keys, key, strict=True), kind=kinds[key[0]], mean=interval.mean, std=interval.std,
-                         count=interval.n, ci_low=interval.low, ci_high=interval.high))  # fmt: skip
-    return pd.DataFrame(rows, columns=["task", "kind", *keys[1:], "mean", "std", "count", "ci_low", "ci_high"])
+                         count=interval.n, ci_low=interval.low, ci_high=interval.high,
+                         unconverged=unconverged))  # fmt: skip
+    return pd.DataFrame(rows, columns=["task", "kind", *keys[1:], "mean", "std", "count", "ci_low", "ci_high",
+                                       "unconverged"])  # fmt: skip
 
 
 def pct(f: float) -> str:
@@ -139,7 +142,8 @@ def mean_std(r: pd.Series | dict, bold: bool) -> str:
 
 def table(summary: pd.DataFrame, task: str, metric: str, interval: bool = False,
           baselines: tuple[str, ...] | None = None) -> str:  # fmt: skip
-    """Markdown table: rows protocol/init, columns label fractions, cells mean ± std (best in bold)."""
+    """Markdown table: rows protocol/init, columns label fractions, cells mean ± std (best in bold; † where
+    some seed's run had not converged in its budget)."""
     part = summary[(summary.task == task) & (summary.metric == metric)]
     if part.empty:
         return ""
@@ -148,7 +152,8 @@ def table(summary: pd.DataFrame, task: str, metric: str, interval: bool = False,
 
     def cell(r: pd.Series) -> str:
         ci = f" [{r.ci_low:.3f}, {r.ci_high:.3f}]" if interval and r["count"] > 1 else ""
-        return mean_std(r, r["mean"] == best[r.fraction]) + ci
+        mark = " †" if r.get("unconverged", 0) > 0 else ""  # some seed had not converged in its budget
+        return mean_std(r, r["mean"] == best[r.fraction]) + ci + mark
 
     header = ["protocol", "init", *(pct(f) for f in fractions)]
     return grid(part, "fraction", fractions, header, cell, baselines)
@@ -213,37 +218,6 @@ def comparison_table(comps: pd.DataFrame, task: str) -> str:
     pairs = part.assign(init=part.a + " vs " + part.b)
     header = ["protocol", "A vs B", *(pct(f) for f in fractions)]
     return grid(pairs, "fraction", fractions, header, cell, ())
-
-
-def labels_saved_table(summary: pd.DataFrame, baselines: tuple[str, ...] | None = None) -> pd.DataFrame:
-    """Per task, pretrained init and protocol: the label fraction at which it reaches the model trained
-    from scratch on 100% of the labels.
-
-    The reference is the best random-init result at 100% over every protocol run: fine-tuning from
-    scratch, or a probe on random features when that scores higher (a short from-scratch schedule must
-    not make the pretrained encoder look better than it is).
-    """
-    baselines = resolve_baselines(baselines)
-    kinds = task_kinds(summary)
-    rows = []
-    for task in ordered_tasks(summary, kinds):
-        metric = primary_metric(kinds[task])
-        part = summary[(summary.task == task) & (summary.metric == metric)]
-        scratch = part[(part.init.map(base_init) == "random") & (part.fraction == 1.0)]
-        if scratch.empty:
-            continue
-        pick = scratch["mean"].idxmax() if higher_is_better(kinds[task]) else scratch["mean"].idxmin()
-        best = scratch.loc[pick]
-        reference, value = f"{best.init} ({best.protocol})", float(best["mean"])
-        for (protocol, init), curve in part.groupby(["protocol", "init"], sort=False):
-            if is_baseline(init, baselines):
-                continue
-            needed = labels_saved(curve.fraction.to_numpy(), curve["mean"].to_numpy(), value)
-            rows.append({"task": task, "metric": metric, "init": init, "protocol": protocol, "reference": reference,
-                         "reference_value": value, "fraction_needed": needed,
-                         "at_smallest": needed is not None and needed == curve.fraction.min()})  # fmt: skip
-    return pd.DataFrame(rows, columns=["task", "metric", "init", "protocol", "reference", "reference_value",
-                                       "fraction_needed", "at_smallest"])  # fmt: skip
 
 
 def fusion_table(results: pd.DataFrame, fraction: float, baselines: tuple[str, ...] | None = None) -> str:
