@@ -185,6 +185,27 @@ def study_multimodal(
     _guarded(lambda: run_multimodal_study(out, "quick" if quick else "full", log=typer.echo))
 
 
+@study_app.command("label-efficiency")
+def study_label_efficiency(
+    out: Path = typer.Option(Path("runs/label-efficiency"), help="study folder (an interrupted study resumes)"),
+    preset: str = typer.Option("small", help="full (the 400/1,600/6,400-step study), small (~1 h on 2 cores), test"),
+    store: Path = typer.Option(None, help="an existing store to study (default: the preset's synthetic Earth)"),
+    task: str = typer.Option("single-label", help="target name or kind of the store to fine-tune and probe"),
+    modality: str = typer.Option("s2", help="the store's modality to pretrain and evaluate on"),
+) -> None:
+    """Pretraining budgets x label fractions x seeds against a converged from-scratch reference, and a
+    verdict on "10% pretrained >= 100% from scratch"."""
+    from eossl.errors import ConfigError
+    from eossl.studies.label_efficiency import PRESETS, run_label_efficiency_study
+
+    def run() -> None:
+        if preset not in PRESETS:
+            raise ConfigError(f"--preset '{preset}' is not one of {', '.join(PRESETS)}")
+        run_label_efficiency_study(out, preset, store, task, modality, log=typer.echo)
+
+    _guarded(run)
+
+
 @app.command()
 def bench(
     quick: bool = typer.Option(False, "--quick", help="small sizes (seconds)"),

@@ -53,8 +53,24 @@ def _panels(count: int) -> tuple[plt.Figure, list[plt.Axes]]:
     return fig, list(axes[0])
 
 
-def plot_label_efficiency(summary: pd.DataFrame, path: Path) -> Path:
-    """Primary metric against label fraction (log axis): one panel per task, colour per init, style per protocol."""
+def fraction_axis(ax: plt.Axes, fractions: list[float], counts: dict[float, int] | None = None) -> None:
+    """A log axis of label fractions in percent, ticked at the measured fractions as ``10%`` (or
+    ``10%\n(700)`` with the labelled-sample counts), not ``10^1``."""
+    from matplotlib.ticker import NullFormatter, NullLocator
+
+    fractions = sorted(fractions)
+    ax.set_xscale("log")
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks([f * 100 for f in fractions])
+    labels = [f"{f * 100:.3g}%" + (f"\n({counts[f]:,})" if counts and f in counts else "") for f in fractions]
+    ax.set_xticklabels(labels, fontsize=8)
+    ax.set_xlabel("labelled training samples" + (" (% of the training split, count)" if counts else " (%)"))
+
+
+def plot_label_efficiency(summary: pd.DataFrame, path: Path, counts: dict[float, int] | None = None) -> Path:
+    """Primary metric against label fraction (log axis in percent, ``counts``: labelled samples per
+    fraction under the ticks): one panel per task, colour per init, style per protocol."""
     tasks = _tasks(summary, task_kinds(summary))
     fig, axes = _panels(len(tasks))
     colours = {init: f"C{i}" for i, init in enumerate(summary.init.unique())}
@@ -67,16 +83,40 @@ def plot_label_efficiency(summary: pd.DataFrame, path: Path) -> Path:
                 rows.fraction * 100, rows["mean"], yerr=rows["std"].fillna(0), linestyle=_style(protocol, protocols),
                 marker="o", color=colours[init], capsize=3, label=f"{init} ({protocol})", markersize=4,
             )  # fmt: skip
-        ax.set(xscale="log", xlabel="labelled training samples (%)", ylabel=metric, title=task)
+        ax.set(ylabel=metric, title=task)
+        fraction_axis(ax, list(part.fraction.unique()), counts)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     return _save(fig, path)
 
 
-def plot_convergence(curves: pd.DataFrame, path: Path, kinds: dict[str, str] | None = None) -> Path | None:
+def _stops(results: pd.DataFrame | None, task: str, fraction: float) -> pd.DataFrame:
+    """Where the runs of ``task`` at ``fraction`` ended: per protocol and init, the mean last step and
+    whether every seed stopped early (``early``), none did (``budget``) or some did (``mixed``)."""
+    columns = ["protocol", "init", "steps", "why"]
+    if results is None or "stopped" not in results or results.empty:
+        return pd.DataFrame(columns=columns)
+    part = results[(results.task == task) & (results.fraction == fraction) & results.stopped.notna()]
+    part = part.drop_duplicates(["protocol", "init", "seed"])
+    rows = []
+    for (protocol, init), runs in part.groupby(["protocol", "init"], sort=False):
+        early = runs.stopped.astype(str).eq("early")
+        why = "early" if early.all() else "budget" if not early.any() else "mixed"
+        rows.append({"protocol": protocol, "init": init, "steps": runs.steps.astype(float).mean(), "why": why})
+    return pd.DataFrame(rows, columns=columns)
+
+
+STOP_MARKERS = {"early": ("X", "stopped early: no validation gain for `patience` rounds"),
+                "budget": ("s", "ran its whole budget"), "mixed": ("D", "some seeds stopped early")}  # fmt: skip
+
+
+def plot_convergence(curves: pd.DataFrame, path: Path, kinds: dict[str, str] | None = None,
+                     results: pd.DataFrame | None = None) -> Path | None:  # fmt: skip
     """Validation metric per epoch of the trained protocols at the largest fraction, mean over seeds:
-    the "pretrained models converge faster" figure (fine-tuning vs training from scratch).
-    ``kinds``: ``task -> kind`` from the results (curves have no kind column; default ``kind = task``)."""
+    the "pretrained models converge faster" figure (fine-tuning vs training from scratch). With
+    ``results`` (schema 5) each curve ends in a marker saying why its runs stopped (early stopping, the
+    budget, or a mix over seeds). ``kinds``: ``task -> kind`` from the results (curves have no kind
+    column; default ``kind = task``)."""
     if curves.empty:
         return None
     tasks = _tasks(curves, kinds or {})
@@ -93,6 +133,18 @@ def plot_convergence(curves: pd.DataFrame, path: Path, kinds: dict[str, str] | N
             label = f"{init} ({protocol})" + (" = from scratch" if (init, protocol) == ("random", "finetune") else "")
             style = _style(protocol, protocols)
             ax.plot(mean.epoch, mean.value, linestyle=style, marker=".", color=colours[init], label=label)
+        for stop in _stops(results, task, part.fraction.max()).itertuples():
+            rows = part[(part.protocol == stop.protocol) & (part.init == stop.init)]
+            if rows.empty:
+                continue
+            mean = rows.groupby("step").agg(epoch=("epoch", "mean"), value=("value", "mean")).reset_index()
+            last = mean.iloc[(mean.step - stop.steps).abs().argmin()]
+            ax.plot(last.epoch, last.value, marker=STOP_MARKERS[stop.why][0], markersize=9, color=colours[stop.init],
+                    markeredgecolor="black", linestyle="none")  # fmt: skip
+        shown = set(_stops(results, task, part.fraction.max()).why)
+        for why in (w for w in STOP_MARKERS if w in shown):
+            ax.plot([], [], marker=STOP_MARKERS[why][0], color="grey", markeredgecolor="black", linestyle="none",
+                    label=STOP_MARKERS[why][1])  # fmt: skip
         ax.set(xlabel="epoch", ylabel=f"validation {metric}",
                title=f"{task}, {part.fraction.max() * 100:g}% labels")  # fmt: skip
         ax.grid(alpha=0.3)

@@ -187,11 +187,13 @@ def write_report(results: pd.DataFrame, out: Path, config: BaseModel | dict | No
     out.mkdir(parents=True, exist_ok=True)
     fusion_results, results = results, label_settings(results)
     summary, kinds = summarise(results), task_kinds(results)
-    figures = [plot_label_efficiency(summary, out / "label_efficiency.png").name]
+    counts = results.groupby("fraction")["num_labels"].first().dropna().astype(int).to_dict()
+    counts = counts if results.task.nunique() == 1 else None  # tasks stratified apart have their own counts
+    figures = [plot_label_efficiency(summary, out / "label_efficiency.png", counts).name]
     curves_path = out / "curves.csv"
     if curves_path.exists():
         curves = pd.read_csv(curves_path)
-        figure = plot_convergence(curves, out / "convergence.png", kinds)
+        figure = plot_convergence(curves, out / "convergence.png", kinds, results)
         figures += [figure.name] if figure else []
     for task in (t for t in ordered_tasks(results, kinds) if is_dense(kinds[t])):
         figure = plot_prediction_maps(out / "predictions", task, out / f"prediction_maps_{task}.png")

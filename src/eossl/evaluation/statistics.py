@@ -73,6 +73,25 @@ def paired_comparison(
     return PairedComparison(interval, p, int((diff > 0).sum()), int(diff.size), verdict)
 
 
+def welch_difference(a: np.ndarray | list[float], b: np.ndarray | list[float], confidence: float = 0.95) -> Interval:
+    """Mean of A minus mean of B for independent samples (different label subsets, e.g. 10% against 100%):
+    Welch's t-interval with Satterthwaite's degrees of freedom; ``std`` is the difference's standard error.
+    With fewer than two values on a side, or no spread at all, the interval is the point itself."""
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.size == 0 or y.size == 0:
+        raise ValueError("welch_difference needs at least one value on each side")
+    diff = float(x.mean() - y.mean())
+    if x.size < 2 or y.size < 2:
+        return Interval(diff, 0.0, diff, diff, int(min(x.size, y.size)))
+    va, vb = x.var(ddof=1) / x.size, y.var(ddof=1) / y.size
+    se = float(np.sqrt(va + vb))
+    if se == 0:
+        return Interval(diff, 0.0, diff, diff, int(min(x.size, y.size)))
+    dof = (va + vb) ** 2 / (va**2 / (x.size - 1) + vb**2 / (y.size - 1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, dof)) * se
+    return Interval(diff, se, diff - half, diff + half, int(min(x.size, y.size)))
+
+
 def labels_saved(
     fractions: np.ndarray | list[float], pretrained: np.ndarray | list[float], reference: float
 ) -> float | None:
