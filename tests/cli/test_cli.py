@@ -114,6 +114,10 @@ def test_demo_quick(tmp_path):
     result = _invoke("demo", "--quick", "--out", str(tmp_path / "demo"))
     assert result.exit_code == 0, result.output
     assert "single-label accuracy" in result.output and "| linear | simclr |" in result.output
+    # the headline compares inits at equal labels and states no labels saved without a converged reference
+    assert "at equal labels, one budget rule for every init:" in result.output
+    assert "single-label, fine-tuned at 10% labels, simclr - random:" in result.output
+    assert "No labels-saved number: it needs the from-scratch reference" in result.output
     assert (tmp_path / "demo" / "evaluate" / "report.md").exists()
 
 
