@@ -192,6 +192,7 @@ def study_label_efficiency(
     store: Path = typer.Option(None, help="an existing store to study (default: the preset's synthetic Earth)"),
     task: str = typer.Option("single-label", help="target name or kind of the store to fine-tune and probe"),
     modality: str = typer.Option("s2", help="the store's modality to pretrain and evaluate on"),
+    budget: list[int] = typer.Option(None, help="pretraining steps to study (repeat; default: the preset's)"),
 ) -> None:
     """Pretraining budgets x label fractions x seeds against a converged from-scratch reference, and a
     verdict on "10% pretrained >= 100% from scratch"."""
@@ -201,7 +202,7 @@ def study_label_efficiency(
     def run() -> None:
         if preset not in PRESETS:
             raise ConfigError(f"--preset '{preset}' is not one of {', '.join(PRESETS)}")
-        run_label_efficiency_study(out, preset, store, task, modality, log=typer.echo)
+        run_label_efficiency_study(out, preset, store, task, modality, log=typer.echo, budgets=budget or None)
 
     _guarded(run)
 

@@ -30,6 +30,7 @@ import pandas as pd
 from eossl.config import EvaluateConfig, PretrainConfig, validate_config
 from eossl.data.store import SampleStore
 from eossl.data.synth.generator import SynthSpec, synthesize_store
+from eossl.errors import ConfigError
 from eossl.evaluation.efficiency import REFERENCE_PROTOCOL, headlines, labels_saved_table, needed_text
 from eossl.evaluation.report import summarise, table, write_report
 from eossl.evaluation.results import load_results, primary_metric, task_kinds, write_csv_atomic
@@ -110,9 +111,15 @@ def _curves(run: Path, init: str | None = None) -> pd.DataFrame:
 
 
 def run_label_efficiency_study(out: Path, preset: str = "small", store: Path | None = None, task: str = "single-label",
-                               modality: str = "s2", log: Callable[[str], None] = print) -> Path:  # fmt: skip
-    """Run (or resume) the study into ``out``; return the path of ``study.md``."""
+                               modality: str = "s2", log: Callable[[str], None] = print,
+                               budgets: list[int] | None = None) -> Path:  # fmt: skip
+    """Run (or resume) the study into ``out``; return the path of ``study.md``. ``budgets``: pretraining
+    steps to study instead of the preset's."""
     p, out = PRESETS[preset], Path(out)
+    if budgets:
+        if any(b < 1 for b in budgets):
+            raise ConfigError(f"pretraining budgets must be positive numbers of steps, got {budgets}")
+        p = {**p, "budgets": sorted(set(budgets))}
     started = time.perf_counter()
     store = _store(out, p, store, log)
     common = {"data": {"store": str(store), "modality": modality, "in_memory": "auto"}, "tasks": [task],
