@@ -6,8 +6,8 @@ validation metric stopped improving within its budget, :mod:`eossl.evaluation.bu
 or when its convergence is unknown (older results), no labels-saved number is given and the reason
 says why. A pretrained init's "fraction needed" is where its mean curve reaches the reference's mean
 (interpolated in log fraction, :func:`~eossl.evaluation.statistics.labels_saved`); its interval comes
-from the per-seed curves (a t-interval of the log fractions, back-transformed), given when every seed
-reaches the reference.
+from the per-seed curves (a t-interval of the log fractions, back-transformed and clipped to the
+measured fractions), given when every seed reaches the reference.
 """
 
 from __future__ import annotations
@@ -89,8 +89,10 @@ def labels_saved_table(results: pd.DataFrame, baselines: tuple[str, ...] | None 
                 row.update(fraction_needed=np.nan if needed is None else needed, seeds_reached=len(reached),
                            at_smallest=needed is not None and needed == means.index.min())  # fmt: skip
                 if len(reached) == len(seeds) >= 2:
-                    interval = mean_interval(np.log(reached))
-                    row.update(low=float(np.exp(interval.low)), high=float(np.exp(interval.high)))
+                    interval = mean_interval(np.log(reached))  # clipped to the measured fractions:
+                    lowest, highest = float(means.index.min()), float(means.index.max())  # no extrapolation
+                    row.update(low=float(np.clip(np.exp(interval.low), lowest, highest)),
+                               high=float(np.clip(np.exp(interval.high), lowest, highest)))  # fmt: skip
             rows.append(row)
     return pd.DataFrame(rows, columns=SAVED_COLUMNS)
 
