@@ -189,7 +189,7 @@ def study_multimodal(
 def study_label_efficiency(
     out: Path = typer.Option(Path("runs/label-efficiency"), help="study folder (an interrupted study resumes)"),
     preset: str = typer.Option(
-        "small", help="full (the 400/1,600/6,400-step study), small (100/400 steps, ~1.5 h on 2 cores), test"
+        "small", help="full (400/1,600/6,400 steps), small (100/400 steps, ~1.5 h on 2 cores), test"
     ),
     store: Path = typer.Option(None, help="an existing store to study (default: the preset's synthetic Earth)"),
     task: str = typer.Option("single-label", help="target name or kind of the store to fine-tune and probe"),
