@@ -30,9 +30,19 @@ def test_study_gives_every_init_the_same_budget_and_a_verdict(tmp_path):
     assert (per_fraction == 1).all() and set(trained.init) == {"random", *(f"simclr-{s}" for s in budgets)}
     assert set(trained.encoder_lr_factor) <= {1.0, 0.1} and trained.converged.notna().all()
     assert set(trained.stopped) <= {"early", "budget"} and (trained.steps <= trained.budget_steps).all()
-    # the reference's convergence decides whether labels saved is stated
+    # a reference that had not converged is trained longer (epochs doubled, up to the preset's maximum), and
+    # its convergence decides whether labels saved is stated
     reference = trained[(trained.init == "random") & (trained.fraction == 1.0)]
-    if not reference.converged.astype(bool).all():
+    longer = sorted(out.glob("reference-*-epochs"), key=lambda p: int(p.name.split("-")[1]))
+    assert bool(longer) == (not reference.converged.astype(bool).all())
+    if longer:
+        assert longer[0].name == "reference-2-epochs"  # the test preset's 1 epoch, doubled
+        final = load_results(longer[-1])
+        reference = final[(final.protocol == "finetune") & (final.metric == "accuracy")]
+        assert f"trained for {longer[-1].name.split('-')[1]} epochs" in text
+    if reference.converged.astype(bool).all():
+        assert "converged, with" in text and "no labels-saved number" not in text
+    else:
         assert "no labels-saved number" in text and "still improving" in text
     assert (out / "report" / "report.md").exists() and (out / "label_efficiency.png").exists()
     # a second call finds every stage done and only rewrites study.md

@@ -63,7 +63,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "fractions": [0.01, 0.05, 0.1, 0.25, 1.0],
         "seeds": [0, 1, 2],
         "trained": {**TRAINED, "epochs": 20, "min_steps": 60},
-        "reference_max_epochs": 80,
+        "reference_max_epochs": 40,
     },
     # the test suite's: every stage on the smallest settings
     "test": {
