@@ -49,9 +49,8 @@ def claim_verdicts(results: pd.DataFrame, task: str, metric: str, fraction: floa
         return ["No from-scratch fine-tuning on 100% of the labels: the claim cannot be tested."]
     unconverged = int(not_converged(scratch.converged).sum()) if "converged" in scratch else len(scratch)
     longer = scratch.reference_epochs.max() if "reference_epochs" in scratch else float("nan")
-    trained = (
-        "" if pd.isna(longer) else f", trained for {int(longer)} epochs (the budget rule's, doubled until it converged)"
-    )
+    rule = "the budget rule's, doubled while a seed was still improving, up to the study's limit"
+    trained = "" if pd.isna(longer) else f", trained for {int(longer)} epochs ({rule})"
     lines = [
         f"Reference: from scratch ({REFERENCE_PROTOCOL}) on 100% of the labels{trained}, {metric} "
         f"{scratch.value.mean():.3f} ± {scratch.value.std(ddof=1) if len(scratch) > 1 else 0:.3f} after "
