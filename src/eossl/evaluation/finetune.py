@@ -210,15 +210,10 @@ class TaskModel(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-@dataclass
-class TrainedResult:
-    """A trained single-task model (eval mode, CPU, best validation round restored) and how it got there."""
+class _RunSteps:
+    """``steps`` and ``best_step`` of a result, read from its :class:`RunRecord`."""
 
-    model: TaskModel
     run: RunRecord
-    history: list[dict] = field(default_factory=list)  # step, epoch, value (validation primary metric)
-    trainable_encoder_params: int = 0
-    head_params: int = 0
 
     @property
     def steps(self) -> int:
@@ -230,7 +225,18 @@ class TrainedResult:
 
 
 @dataclass
-class MultitaskResult:
+class TrainedResult(_RunSteps):
+    """A trained single-task model (eval mode, CPU, best validation round restored) and how it got there."""
+
+    model: TaskModel
+    run: RunRecord
+    history: list[dict] = field(default_factory=list)  # step, epoch, value (validation primary metric)
+    trainable_encoder_params: int = 0
+    head_params: int = 0
+
+
+@dataclass
+class MultitaskResult(_RunSteps):
     """A trained multi-task model (eval mode, CPU, best validation round restored) and how it got there.
 
     ``curves``: per task, its learning curve (``step``, ``epoch``, ``value``); ``history``: per
@@ -246,14 +252,6 @@ class MultitaskResult:
     trainable_encoder_params: int = 0
     head_params: dict[str, int] = field(default_factory=dict)
     loss_weights: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def steps(self) -> int:
-        return self.run.steps
-
-    @property
-    def best_step(self) -> int:
-        return self.run.best_step
 
 
 def _image_size(data: Dataset) -> int:

@@ -34,7 +34,8 @@ def _style(protocol: str, protocols: list[str]) -> str | tuple:
     return ADAPTER_STYLES[others.index(protocol) % len(ADAPTER_STYLES)]
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
+def save_figure(fig: plt.Figure, path: Path) -> Path:
+    """Lay out ``fig``, write it to ``path`` as PNG atomically and close it."""
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
@@ -87,7 +88,7 @@ def plot_label_efficiency(summary: pd.DataFrame, path: Path, counts: dict[float,
         fraction_axis(ax, list(part.fraction.unique()), counts)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _stops(results: pd.DataFrame | None, task: str, fraction: float) -> pd.DataFrame:
@@ -133,7 +134,8 @@ def plot_convergence(curves: pd.DataFrame, path: Path, kinds: dict[str, str] | N
             label = f"{init} ({protocol})" + (" = from scratch" if (init, protocol) == ("random", "finetune") else "")
             style = _style(protocol, protocols)
             ax.plot(mean.epoch, mean.value, linestyle=style, marker=".", color=colours[init], label=label)
-        for stop in _stops(results, task, part.fraction.max()).itertuples():
+        stops = _stops(results, task, part.fraction.max())
+        for stop in stops.itertuples():
             rows = part[(part.protocol == stop.protocol) & (part.init == stop.init)]
             if rows.empty:
                 continue
@@ -141,7 +143,7 @@ def plot_convergence(curves: pd.DataFrame, path: Path, kinds: dict[str, str] | N
             last = mean.iloc[(mean.step - stop.steps).abs().argmin()]
             ax.plot(last.epoch, last.value, marker=STOP_MARKERS[stop.why][0], markersize=9, color=colours[stop.init],
                     markeredgecolor="black", linestyle="none")  # fmt: skip
-        shown = set(_stops(results, task, part.fraction.max()).why)
+        shown = set(stops.why)
         for why in (w for w in STOP_MARKERS if w in shown):
             ax.plot([], [], marker=STOP_MARKERS[why][0], color="grey", markeredgecolor="black", linestyle="none",
                     label=STOP_MARKERS[why][1])  # fmt: skip
@@ -149,7 +151,7 @@ def plot_convergence(curves: pd.DataFrame, path: Path, kinds: dict[str, str] | N
                title=f"{task}, {part.fraction.max() * 100:g}% labels")  # fmt: skip
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _rgb(image: torch.Tensor, bands: list[str]) -> np.ndarray:
@@ -206,4 +208,4 @@ def plot_prediction_maps(folder: Path, task: str, path: Path) -> Path | None:
             ax.set_yticks([])
             if r == 0:
                 ax.set_title(title, fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -109,8 +109,8 @@ def render_markdown(
     saved = labels_saved_table(results, baselines)
     if not saved.empty:
         parts += ["## Labels saved", "", *headlines(saved), ""]
-    elif missing_reference_line(results, baselines):
-        parts += ["## Labels saved", "", missing_reference_line(results, baselines), ""]
+    elif missing := missing_reference_line(results, baselines):
+        parts += ["## Labels saved", "", missing, ""]
     sizes = "; ".join(
         f"{t} " + ", ".join(f"{pct(f)} = {int(n)}" for (tt, f), n in counts.items() if tt == t)
         for t in results.task.unique()

@@ -18,10 +18,9 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from eossl.evaluation.efficiency import REFERENCE_INIT, REFERENCE_PROTOCOL, not_converged
-from eossl.evaluation.plots import fraction_axis
+from eossl.evaluation.plots import fraction_axis, save_figure
 from eossl.evaluation.results import higher_is_better, task_kinds
 from eossl.evaluation.statistics import welch_difference
-from eossl.io import atomic_path
 
 
 def budget_of(init: str) -> int | None:
@@ -74,14 +73,6 @@ def claim_verdicts(results: pd.DataFrame, task: str, metric: str, fraction: floa
     return lines
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return path
-
-
 def plot_study_curves(summary: pd.DataFrame, task: str, metric: str, path: Path,
                       counts: dict[float, int] | None = None) -> Path:  # fmt: skip
     """The label-efficiency curves, one colour per pretraining budget (grey: from scratch), solid for
@@ -103,7 +94,7 @@ def plot_study_curves(summary: pd.DataFrame, task: str, metric: str, path: Path,
     ax.set(ylabel=metric, title=f"{task}: label efficiency per pretraining budget")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_saved_vs_compute(saved: pd.DataFrame, compute: pd.DataFrame, path: Path) -> Path | None:
@@ -124,4 +115,4 @@ def plot_saved_vs_compute(saved: pd.DataFrame, compute: pd.DataFrame, path: Path
            ylabel="labels needed to match from scratch on 100% (%)")  # fmt: skip
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
