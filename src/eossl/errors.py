@@ -25,6 +25,10 @@ class StoreError(EosslError, ValueError):
     """A store is missing, incomplete, of an unknown format version or does not hold what was asked for."""
 
 
+class ImportDataError(EosslError, ValueError):
+    """A source file of an import is missing, damaged or does not fit the layout; the message names the file."""
+
+
 class MetadataError(EosslError, ValueError):
     """A metadata column cannot be turned into input planes."""
 
@@ -55,6 +59,7 @@ __all__ = [
     "EmbeddingCollapseError",
     "EncoderError",
     "EosslError",
+    "ImportDataError",
     "LabelFractionError",
     "MetadataError",
     "ResultsError",

@@ -310,5 +310,5 @@ def test_data_show_lists_modalities_targets_dates_pairs_and_splits(tmp_path):
     assert "crop_mask  segmentation     array crop_map [1, 8, 8], 0 classes, strata tags, ignore 255" in out
     assert "dates: group column field, 6 places, scenes per place min 2 max 2, time column year (2 values)" in out
     assert "s2_change: s2 -> s2_after, change target changed" in out
-    assert "splits (val 0.1, test 0.2, seed 0): train 8, val 2, test 2" in out
+    assert "splits (by place: val 0.1, test 0.2, seed 0): train 8, val 2, test 2" in out
     assert "majority-class counts of crop_type: wheat=4, maize=4, rice=4" in out

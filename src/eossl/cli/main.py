@@ -70,6 +70,49 @@ def data_synth(
     _guarded(run)
 
 
+@data_app.command("import", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def data_import(
+    ctx: typer.Context,
+    kind: Annotated[str, typer.Argument(help="dataset layout (see 'eossl data importers')")],
+    source: Annotated[str, typer.Argument(help="folder (or file) holding the dataset")],
+    store: Annotated[Path, typer.Argument(help="store folder to create")],
+    workers: int = typer.Option(None, help="dask LocalCluster workers (default: one per core; 0: this process)"),
+    scheduler: str = typer.Option(None, help="address of an existing dask scheduler (tcp://host:8786)"),
+    on_error: str = typer.Option("raise", help="raise: stop at the first bad file; skip: count it in the report"),
+    overwrite: bool = typer.Option(False, help="replace an existing store"),
+) -> None:
+    """Import a dataset into a store. Importer options follow as key=value: sensor=s2-l2a patch_size=64."""
+    from eossl.config import parse_overrides
+    from eossl.data.importers import IMPORTERS
+    from eossl.data.importers.pipeline import read_report, summary_line
+
+    def run():
+        importer = IMPORTERS[kind]()
+        given = parse_overrides(ctx.args)
+        given.update(workers=workers, scheduler=scheduler, on_error=on_error, overwrite=overwrite)
+        options = importer.config.model_validate(given)
+        path = importer.write(
+            Path(source), store, options, progress=lambda done, total: typer.echo(f"\r{done}/{total} items", nl=False)
+        )
+        typer.echo(f"\n{summary_line(read_report(path))}\nwrote {path}")
+
+    _guarded(run)
+
+
+@data_app.command("importers")
+def data_importers() -> None:
+    """List the importers with their options."""
+    from eossl.data.importers import IMPORTERS, ImporterOptions
+
+    common = set(ImporterOptions.model_fields)
+    for name, importer in IMPORTERS.items():
+        doc = (importer.__doc__ or "").strip().splitlines()[0]
+        typer.echo(f"{name:<15} {doc}")
+        own = {k: f for k, f in importer.config.model_fields.items() if k not in common}
+        for key, info in own.items():
+            typer.echo(f"{'':<17}{key}={info.default!r}  {info.description or ''}".rstrip())
+
+
 @data_app.command("show")
 def data_show(
     store: Annotated[Path, typer.Argument(help="store folder")],

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
-from eossl.data.splits import label_fraction, multilabel_fraction, split_by_location
+from eossl.data.splits import label_fraction, multilabel_fraction, official_splits, split_by_location
 from eossl.data.store import SampleStore, StoreError
 from eossl.data.targets import STRATA_KINDS, Target
 
@@ -159,9 +159,7 @@ class StoreDataset(Dataset):
         for name in self.modalities:
             modality = self.store.modalities[name]
             raw = self._read(name, np.concatenate(scenes))
-            x = raw.astype(np.float32) / np.float32(modality.scale)
-            if modality.nodata is not None:
-                x[raw == modality.nodata] = np.nan
+            x = modality.to_physical(raw)
             for k, part in enumerate(torch.from_numpy(x).chunk(len(scenes))):
                 batch[f"{name}@{k}" if k else name] = part
         for target in self._declared:
@@ -230,7 +228,10 @@ class EODataModule(L.LightningDataModule):
         self.modalities, self.targets = list(modalities), list(targets or [])
         self.batch_size, self.num_workers = batch_size, num_workers
         group = self.store.dates.group if self.store.dates is not None else None
-        self.splits = split_by_location(self.store.table, val=val, test=test, seed=split_seed, group=group)
+        if self.store.split is not None:  # the dataset's official split
+            self.splits = official_splits(self.store.table, self.store.split, val=val, seed=split_seed, group=group)
+        else:
+            self.splits = split_by_location(self.store.table, val=val, test=test, seed=split_seed, group=group)
         if fraction is not None:
             self.splits["train"] = self._fraction(self.splits["train"], fraction, fraction_seed, stratify)
         sources = [self.store.target(t).array for t in self.targets]

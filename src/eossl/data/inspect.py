@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from eossl.data.plotting import save_sample_grid
-from eossl.data.splits import split_by_location
+from eossl.data.splits import official_splits, split_by_location
 from eossl.data.store import SampleStore
 
 SHOW_SPLIT = {"val": 0.1, "test": 0.2, "seed": 0}
@@ -61,9 +61,14 @@ def describe_declarations(store: SampleStore) -> list[str]:
     else:
         lines.append("  pairs: none declared")
     group = dates.group if dates is not None and dates.group in table else None
-    splits = split_by_location(table, SHOW_SPLIT["val"], SHOW_SPLIT["test"], SHOW_SPLIT["seed"], group=group)
+    if store.split is not None:
+        splits = official_splits(table, store.split, SHOW_SPLIT["val"], SHOW_SPLIT["seed"], group=group)
+        how = f"official, column {store.split}"
+    else:
+        splits = split_by_location(table, SHOW_SPLIT["val"], SHOW_SPLIT["test"], SHOW_SPLIT["seed"], group=group)
+        how = f"by place: val {SHOW_SPLIT['val']}, test {SHOW_SPLIT['test']}, seed {SHOW_SPLIT['seed']}"
     sizes = ", ".join(f"{name} {len(splits[name])}" for name in ("train", "val", "test"))
-    lines.append(f"  splits (val {SHOW_SPLIT['val']}, test {SHOW_SPLIT['test']}, seed {SHOW_SPLIT['seed']}): {sizes}")
+    lines.append(f"  splits ({how}): {sizes}")
     return lines
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
 ModalityKind = Literal["optical", "sar", "elevation", "categorical", "mask", "metadata", "stack"]
 
 
@@ -12,7 +14,10 @@ ModalityKind = Literal["optical", "sar", "elevation", "categorical", "mask", "me
 class Modality:
     """A named stack of co-registered bands and how its stored values map to physical units.
 
-    ``physical = stored / scale``; ``nodata`` is the stored value meaning "no measurement".
+    ``physical = (stored + offset) / scale``; ``nodata`` is the stored value meaning "no measurement".
+    Sentinel-2 products of processing baseline 04.00 and later carry ``offset = -1000`` (their DN are
+    reflectance x 10000 + 1000); SAR ``units`` say ``dB`` or ``linear power``. ``product`` names the
+    processing level (``L1C``, ``L2A``, ``GRD``, ...) so that data of another level can be recognised.
     """
 
     name: str
@@ -25,10 +30,23 @@ class Modality:
     nodata: float | None = None
     units: str = ""
     class_names: tuple[str, ...] = field(default=())
+    offset: float = 0.0
+    product: str = ""
 
     @property
     def num_bands(self) -> int:
         return len(self.bands)
+
+    def to_physical(self, stored: np.ndarray) -> np.ndarray:
+        """Stored values as float32 physical units, ``nodata`` (and nothing else) turned into NaN."""
+        x = stored.astype(np.float32)
+        if self.offset:
+            x += np.float32(self.offset)
+        if self.scale != 1:
+            x /= np.float32(self.scale)
+        if self.nodata is not None:
+            x[stored == self.nodata] = np.nan
+        return x
 
     @property
     def continuous(self) -> bool:
@@ -50,6 +68,7 @@ SENTINEL2_L2A = Modality(
     scale=10000.0,
     nodata=0,
     units="surface reflectance x 10000",
+    product="L2A",
 )
 SENTINEL1_GRD = Modality(name="s1", kind="sar", bands=("VV", "VH"), dtype="float32", gsd_m=(10.0, 10.0), units="dB")
 DEM = Modality(name="dem", kind="elevation", bands=("elevation",), dtype="float32", gsd_m=(10.0,), units="m")

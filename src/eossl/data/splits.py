@@ -36,6 +36,40 @@ def split_by_location(
     return {name: np.flatnonzero(np.isin(groups, locs)) for name, locs in assignment.items()}
 
 
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def check_split_column(store: str, table: pd.DataFrame, column: str) -> None:
+    """The official split column exists and holds only ``train``, ``val`` and ``test`` (``train`` at least)."""
+    if column not in table.columns:
+        raise StoreError(f"store '{store}': split column '{column}' is not in the metadata table")
+    found = set(table[column].astype(str))
+    unknown = sorted(found - set(SPLIT_NAMES))
+    if unknown:
+        raise StoreError(f"store '{store}': split column '{column}' holds {unknown[:5]}, expected {SPLIT_NAMES}")
+    if "train" not in found:
+        raise StoreError(f"store '{store}': split column '{column}' has no 'train' rows")
+
+
+def official_splits(
+    table: pd.DataFrame, column: str, val: float = 0.1, seed: int = 0, group: str | None = None
+) -> dict[str, np.ndarray]:
+    """The dataset's own split from table column ``column``; sorted sample indices per split.
+
+    Where the dataset has no validation split (only train and test), ``val`` of the training places
+    (by ``group``, as :func:`split_by_location`) become the validation split. A dataset without a
+    test split gets none carved out either: its ``test`` is empty and evaluation says so.
+    """
+    names = table[column].astype(str).to_numpy()
+    splits = {name: np.flatnonzero(names == name) for name in SPLIT_NAMES}
+    if len(splits["val"]) == 0 and val > 0:
+        train = table.iloc[splits["train"]]
+        inner = split_by_location(train.reset_index(drop=True), val=val, test=0.0, seed=seed, group=group)
+        splits["val"] = splits["train"][inner["val"]]
+        splits["train"] = splits["train"][inner["train"]]
+    return splits
+
+
 def _check_fraction(fraction: float) -> None:
     if not 0 < fraction <= 1:
         raise LabelFractionError(f"label fraction {fraction} must be in (0, 1]")

@@ -40,6 +40,7 @@ import json
 import os
 import shutil
 import uuid
+import warnings
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from eossl.data.modality import Modality
+from eossl.data.splits import check_split_column
 from eossl.data.targets import (
     TARGET_KINDS,
     Dates,
@@ -64,7 +66,7 @@ from eossl.io import write_text_atomic
 STORE_FORMAT_VERSION = 2
 METADATA_FILE = "metadata.csv"
 ARRAYS_DIR = "arrays.zarr"
-RESERVED_ATTRS = ("eossl_store_version", "num_samples", "modalities", "stats", "targets", "dates", "pairs")
+RESERVED_ATTRS = ("eossl_store_version", "num_samples", "modalities", "stats", "targets", "dates", "pairs", "split")
 """Attributes the writer sets itself; ``close(attrs=...)`` may not set them."""
 
 
@@ -72,31 +74,60 @@ from eossl.errors import StoreError  # noqa: E402  (re-exported)
 
 
 class _BandStats:
-    """Running per-band sum/sum of squares over finite values, plus a count of non-finite ones."""
+    """Running per-band sum/sum of squares over valid values (finite, not nodata), a count of non-finite
+    ones, and a bounded, seeded sample of valid values per band for the 2nd/98th percentiles."""
+
+    SAMPLE_PER_BLOCK = 4096
+    SAMPLE_LIMIT = 262144
 
     def __init__(self, bands: int) -> None:
         self.sum = np.zeros(bands)
         self.sumsq = np.zeros(bands)
         self.count = np.zeros(bands)
         self.nonfinite = np.zeros(bands, dtype=np.int64)
+        self.samples: list[list[np.ndarray]] = [[] for _ in range(bands)]
+        self._kept = np.zeros(bands, dtype=np.int64)
+        self._rng = np.random.default_rng(0)
 
     def update(self, x: np.ndarray, nodata: float | None) -> None:
         x = np.moveaxis(x.astype(np.float64), 1, 0).reshape(x.shape[1], -1)
         finite = np.isfinite(x)
         self.nonfinite += (~finite).sum(axis=1)
         valid = finite if nodata is None else finite & (x != nodata)
-        x = np.where(valid, x, 0.0)
-        self.sum += x.sum(axis=1)
-        self.sumsq += (x * x).sum(axis=1)
+        values = np.where(valid, x, 0.0)
+        self.sum += values.sum(axis=1)
+        self.sumsq += (values * values).sum(axis=1)
         self.count += valid.sum(axis=1)
+        for band in range(x.shape[0]):
+            if self._kept[band] >= self.SAMPLE_LIMIT:
+                continue
+            kept = x[band][valid[band]]
+            if len(kept) > self.SAMPLE_PER_BLOCK:
+                kept = kept[self._rng.integers(0, len(kept), self.SAMPLE_PER_BLOCK)]
+            self.samples[band].append(kept)
+            self._kept[band] += len(kept)
 
-    def result(self, scale: float) -> dict[str, list[float]]:
+    def result(self, modality: Modality) -> dict[str, list[float]]:
+        """Statistics in physical units (``(stored + offset) / scale``)."""
         count = np.maximum(self.count, 1)
         mean = self.sum / count
         std = np.sqrt(np.maximum(self.sumsq / count - mean**2, 0))
+        low, high = [], []
+        for parts in self.samples:
+            values = np.concatenate(parts) if parts else np.zeros(0)
+            p2, p98 = np.percentile(values, [2, 98]) if len(values) else (np.nan, np.nan)
+            low.append(float(p2))
+            high.append(float(p98))
+
+        def physical(v: np.ndarray) -> list[float]:
+            return ((np.asarray(v) + modality.offset) / modality.scale).tolist()
+
         return {
-            "mean": (mean / scale).tolist(),
-            "std": (np.maximum(std, 1e-6) / scale).tolist(),
+            "mean": physical(mean),
+            "std": (np.maximum(std, 1e-6) / modality.scale).tolist(),
+            "p2": physical(low),
+            "p98": physical(high),
+            "valid": self.count.astype(np.int64).tolist(),
             "nonfinite": self.nonfinite.tolist(),
         }
 
@@ -113,6 +144,7 @@ class StoreWriter:
         shard_size: int = 256,
         chunk_size: int = 16,
         overwrite: bool = False,
+        allow_fewer: bool = False,
     ) -> None:
         self.path = Path(path)
         if self.path.exists() and not overwrite:
@@ -128,6 +160,8 @@ class StoreWriter:
         self._stats = {name: _BandStats(m.num_bands) for name, m in modalities.items() if m.continuous}
         self._tables: list[pd.DataFrame] = []
         self._written = 0
+        self._allow_fewer = allow_fewer  # num_samples is then an upper bound (an import that skips samples)
+        self._files: dict[str, str] = {}
 
     def _array(self, name: str, sample_shape: tuple[int, ...], dtype: str) -> zarr.Array:
         if name not in self._shapes:
@@ -172,6 +206,12 @@ class StoreWriter:
         self._tables.append(table.reset_index(drop=True))
         self._written += n
 
+    def add_file(self, name: str, text: str) -> None:
+        """A text file (e.g. the import report) published with the store, at ``STORE/name``."""
+        if "/" in name or name in (METADATA_FILE, ARRAYS_DIR):
+            raise StoreError(f"store file name {name!r} must be a plain file name other than {METADATA_FILE}")
+        self._files[name] = text
+
     @property
     def written(self) -> int:
         """Samples written so far."""
@@ -184,16 +224,24 @@ class StoreWriter:
         targets: dict[str, Target] | list[Target] | None = None,
         dates: Dates | None = None,
         pairs: list[Pair] | None = None,
+        split: str | None = None,
     ) -> Path:
         """Check completeness and the declarations, write statistics and metadata, and move the store into place.
 
         ``targets``, ``dates`` and ``pairs`` declare what the store holds (see :mod:`eossl.data.targets`);
         each is checked against what was written (columns and arrays exist, array shapes fit the kinds,
-        strata and pair targets are declared). On a missing sample or a bad declaration nothing is
+        strata and pair targets are declared). ``split`` names a table column holding the dataset's
+        official split (``train``/``val``/``test``; see :func:`eossl.data.splits.official_splits`). A
+        writer made with ``allow_fewer`` publishes the samples written so far (at least one); otherwise,
+        and on a bad declaration, nothing is
         published and :class:`StoreError` says what does not fit. ``attrs`` are free-form attributes
         (e.g. ``class_names``); they may not set the writer's own keys (``RESERVED_ATTRS``).
         """
-        if self._written != self.num_samples:
+        if self._allow_fewer and 0 < self._written < self.num_samples:
+            self.num_samples = self._written
+            for name in self._shapes:
+                self.group[name].resize((self._written, *self._shapes[name]))
+        if self._written != self.num_samples or self._written == 0:
             self.abort()
             raise StoreError(f"store '{self.path}' got {self._written} of {self.num_samples} declared samples")
         table = pd.concat(self._tables, ignore_index=True)
@@ -213,22 +261,30 @@ class StoreWriter:
             check_declarations(
                 str(self.path), declared, dates, pair_map, table=table, arrays=written, modalities=self.modalities
             )
+            if split is not None:
+                check_split_column(str(self.path), table, split)
         except BaseException:
             self.abort()
             raise
         table.to_csv(self.tmp / METADATA_FILE, index=False)
+        for name, text in self._files.items():
+            (self.tmp / name).write_text(text, encoding="utf-8")
         self.group.attrs.update(
             {
                 "eossl_store_version": STORE_FORMAT_VERSION,
                 "num_samples": self.num_samples,
                 "modalities": {name: asdict(m) for name, m in self.modalities.items()},
-                "stats": {name: s.result(self.modalities[name].scale) for name, s in self._stats.items()},
+                "stats": {name: s.result(self.modalities[name]) for name, s in self._stats.items()},
                 "targets": {name: t.to_json() for name, t in declared.items()},
                 "dates": None if dates is None else dates.to_json(),
                 "pairs": [p.to_json() for p in pair_map.values()],
+                "split": split,
                 **(attrs or {}),
             }
         )
+        with warnings.catch_warnings():  # "not part of the v3 spec": eossl reads it, others read the arrays
+            warnings.simplefilter("ignore", UserWarning)
+            zarr.consolidate_metadata(str(self.tmp / ARRAYS_DIR))  # one metadata read, no listing (HTTP stores)
         if self.path.exists():
             trash = self.path.with_name(f".{self.path.name}.old-{uuid.uuid4().hex[:8]}")
             os.replace(self.path, trash)
@@ -272,6 +328,7 @@ class SampleStore:
             for name, m in attrs["modalities"].items()
         }
         self.stats: dict[str, dict[str, list[float]]] = attrs.get("stats", {})
+        self.split: str | None = attrs.get("split")  # a table column holding the dataset's official split
         self.table = pd.read_csv(self.path / METADATA_FILE)
         if len(self.table) != attrs["num_samples"]:
             raise StoreError(

@@ -5,15 +5,19 @@ One importer is one file in this package whose class registers itself::
     @IMPORTERS.register("eurosat")
     class EuroSAT(Importer):
         config = EuroSATOptions        # its options (pydantic), validated before any work
-        def write(self, source: Path, store: Path, options: EuroSATOptions) -> Path: ...
+        def plan(self, source: Path, options: EuroSATOptions) -> ImportPlan: ...   # metadata only
+        def read(self, item: ImportItem, options: EuroSATOptions) -> list[Sample | Filtered]: ...
 
-and declares what the store holds (modalities, targets, dates, splits) through
-:meth:`eossl.data.store.StoreWriter.close`. ``eossl data import KIND SOURCE STORE`` (next issue) looks
-``KIND`` up in :data:`IMPORTERS`; none are registered yet.
+``plan`` lists the items (files or tiles) and declares the store's modalities, targets, dates and
+splits; ``read`` turns one item into samples and runs on dask workers. The shared pipeline
+(:mod:`eossl.data.importers.pipeline`) reads in parallel with bounded memory, checks samples, skips or
+stops on bad files, and publishes the store with ``import_report.json``.
+``eossl data import KIND SOURCE STORE key=value ...`` looks ``KIND`` up in :data:`IMPORTERS`;
+:mod:`eossl.data.importers.raster` holds the raster helpers importers share.
 """
 
 from __future__ import annotations
 
-from eossl.data.importers._base import IMPORTERS, Importer
+from eossl.data.importers._base import IMPORTERS, Filtered, Importer, ImporterOptions, ImportItem, ImportPlan, Sample
 
-__all__ = ["IMPORTERS", "Importer"]
+__all__ = ["IMPORTERS", "Filtered", "ImportItem", "ImportPlan", "Importer", "ImporterOptions", "Sample"]
