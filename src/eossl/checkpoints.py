@@ -82,6 +82,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return loaded
 
 
+STAT_KEYS = ("mean", "std", "p2", "p98")
+"""Per-band statistics a checkpoint keeps: the normaliser's mean/std and the 2nd/98th percentiles that
+let evaluation and prediction notice data scaled differently from the pretraining data."""
+
+
 def encoder_metadata(
     method: str,
     config: dict[str, Any],
@@ -95,7 +100,7 @@ def encoder_metadata(
         "method": method,
         "config": config,
         "modalities": modalities,
-        "stats": {name: {"mean": list(s["mean"]), "std": list(s["std"])} for name, s in stats.items()},
+        "stats": {name: {k: list(s[k]) for k in STAT_KEYS if k in s} for name, s in stats.items()},
         "encoders": encoders,
     }
 
@@ -106,7 +111,8 @@ class PretrainedEncoder:
 
     ``modality`` names its input (a store modality, or ``"s2+s1"`` for the stacked input of a
     stem-fused encoder); ``modalities`` are the store modalities that input stacks, in order, and
-    ``stats`` their concatenated per-band mean/std (the normaliser's).
+    ``stats`` their concatenated per-band mean/std (the normaliser's) and, for checkpoints of stores
+    with them, 2nd/98th percentiles.
     """
 
     encoder: Encoder
@@ -201,7 +207,8 @@ def load_pretrained_encoders(checkpoint: str | Path) -> dict[str, PretrainedEnco
         unknown = [p for p in parts if p not in meta["stats"]]
         if unknown:
             raise CheckpointError(f"checkpoint '{path}': no band statistics for {', '.join(unknown)}")
-        joined = {k: [v for p in parts for v in meta["stats"][p][k]] for k in ("mean", "std")}
+        keys = [k for k in STAT_KEYS if all(k in meta["stats"][p] for p in parts)]
+        joined = {k: [v for p in parts for v in meta["stats"][p][k]] for k in keys}
         out[name] = PretrainedEncoder(
             built[name], BandNormalizer({name: joined}, [name]), name, meta["method"],
             dict(meta["config"]["encoder"]), parts, joined, [modalities[p] for p in parts if p in modalities],

@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+
+def _store_location(value: object) -> object:
+    """A URL (``s3://``, ``https://``) stays text; anything else is a local path."""
+    text = str(value)
+    if "://" in text and not text.startswith("file://"):
+        return text
+    return Path(text.removeprefix("file://")) if isinstance(value, (str, Path)) else value
+
+
+StoreLocation = Annotated[Path | str, BeforeValidator(_store_location)]
+"""A store folder or the URL of a remote store (read through fsspec)."""
 
 
 class DataConfig(BaseModel):
@@ -13,7 +25,7 @@ class DataConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    store: Path
+    store: StoreLocation
     modality: str = "s2"
     # cross-modal pretraining (dual-simclr, mma): co-registered modalities, the first is the anchor
     modalities: list[str] | None = None

@@ -58,3 +58,91 @@ def normalize_input(
     if fill_missing:
         batch = normalizer.fill_invalid(batch)
     return normalizer(batch)[modality]
+
+
+SHIFT_STDS = 3.0
+"""A band's data mean this many of the reference's standard deviations away is differently scaled."""
+SPAN_RATIO = 4.0
+"""A band's 2nd-98th percentile span this many times wider or narrower than the reference's is too."""
+
+
+def _hint(ratio: float, ref_low: float, data_low: float) -> str:
+    if ratio > 1000 or ratio < 1e-3:
+        return "DN vs reflectance?"
+    if (ref_low < 0) != (data_low < 0):
+        return "dB vs linear power?"
+    return "another sensor, product level or offset?"
+
+
+def scaling_mismatches(
+    reference: dict[str, list[float]],
+    data: dict[str, list[float]],
+    bands: tuple[str, ...] | list[str],
+    limit: int = 3,
+) -> list[str]:
+    """Bands whose data statistics do not look like the reference's (a checkpoint's), as messages.
+
+    A band is flagged when its data mean lies more than :data:`SHIFT_STDS` reference standard deviations
+    from the reference mean, or its 2nd-98th percentile span (the standard deviation where percentiles
+    are missing) differs by more than :data:`SPAN_RATIO` times. Each message names the band and both
+    ranges; the first ``limit`` flagged bands are described, the rest counted.
+    """
+    flagged = []
+    for i, band in enumerate(bands):
+        mean, std = reference["mean"][i], max(reference["std"][i], 1e-12)
+        data_mean = data["mean"][i]
+        if "p2" in reference and "p2" in data:
+            ref_range, data_range = (reference["p2"][i], reference["p98"][i]), (data["p2"][i], data["p98"][i])
+        else:
+            ref_range, data_range = (mean - std, mean + std), (data_mean - data["std"][i], data_mean + data["std"][i])
+        ratio = max(data_range[1] - data_range[0], 1e-12) / max(ref_range[1] - ref_range[0], 1e-12)
+        if abs(data_mean - mean) > SHIFT_STDS * std or not 1 / SPAN_RATIO <= ratio <= SPAN_RATIO:
+            flagged.append(
+                f"band {band}: data {data_range[0]:.4g}..{data_range[1]:.4g} (mean {data_mean:.4g}), "
+                f"checkpoint {ref_range[0]:.4g}..{ref_range[1]:.4g} (mean {mean:.4g}); "
+                f"{_hint(ratio, ref_range[0], data_range[0])}"
+            )
+    if len(flagged) > limit:
+        flagged = [*flagged[:limit], f"and {len(flagged) - limit} more bands"]
+    return flagged
+
+
+def check_scaling(
+    what: str, reference: dict[str, list[float]], data: dict[str, list[float]], bands: tuple[str, ...] | list[str]
+) -> str | None:
+    """One loud warning (also returned) when ``data`` looks differently scaled from ``reference``."""
+    import warnings
+
+    problems = scaling_mismatches(reference, data, bands)
+    if not problems:
+        return None
+    message = (
+        f"{what}: the data looks differently scaled from the checkpoint's pretraining data; the checkpoint's "
+        f"normalisation is used. " + "; ".join(problems)
+    )
+    warnings.warn(message, UserWarning, stacklevel=2)
+    return message
+
+
+def product_mismatches(reference: list, data: object) -> list[str]:
+    """Differences in processing level, units or band names between a checkpoint's modality (the first
+    of ``reference``, :class:`~eossl.data.modality.Modality` objects) and the data's, as warnings."""
+    import warnings
+
+    if not reference:
+        return []
+    ref = reference[0]
+    problems = []
+    for field in ("product", "units"):
+        ours, theirs = getattr(ref, field, ""), getattr(data, field, "")
+        if ours and theirs and ours != theirs:
+            problems.append(
+                f"modality '{ref.name}': the checkpoint was pretrained on {field} '{ours}', the data is '{theirs}'"
+            )
+    if len(reference) == 1 and tuple(ref.bands) != tuple(getattr(data, "bands", ())):
+        problems.append(
+            f"modality '{ref.name}': checkpoint bands {list(ref.bands)} differ from the data's {list(data.bands)}"
+        )
+    for message in problems:
+        warnings.warn(message, UserWarning, stacklevel=2)
+    return problems

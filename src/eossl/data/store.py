@@ -51,6 +51,7 @@ import zarr
 from zarr.codecs import BloscCodec
 
 from eossl.data.modality import Modality
+from eossl.data.shards import ShardReader
 from eossl.data.splits import check_split_column
 from eossl.data.targets import (
     TARGET_KINDS,
@@ -66,6 +67,8 @@ from eossl.io import write_text_atomic
 STORE_FORMAT_VERSION = 2
 METADATA_FILE = "metadata.csv"
 ARRAYS_DIR = "arrays.zarr"
+MAX_SLICE_RUNS = 64
+"""Reading through zarr, rows in fewer runs than this are read one slice per run (else one selection)."""
 RESERVED_ATTRS = ("eossl_store_version", "num_samples", "modalities", "stats", "targets", "dates", "pairs", "split")
 """Attributes the writer sets itself; ``close(attrs=...)`` may not set them."""
 
@@ -303,11 +306,18 @@ class SampleStore:
     """Read access to a store written by :class:`StoreWriter`."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        if not self.path.exists():
-            raise StoreError(f"store '{self.path}' does not exist (create one with 'eossl data synth {self.path}')")
+        if isinstance(path, str) and path.startswith("file://"):
+            path = path[len("file://") :]
+        self.url = store_url(path)
+        self.path: Path | str = Path(path) if self.url is None else self.url  # a local folder, or the URL
+        if self.url is None:
+            if not self.path.exists():
+                raise StoreError(f"store '{self.path}' does not exist (create one with 'eossl data synth {self.path}')")
+            location: Any = str(self.path / ARRAYS_DIR)
+        else:
+            location = _remote_arrays(self.url)
         try:
-            self.group = zarr.open_group(str(self.path / ARRAYS_DIR), mode="r")
+            self.group = zarr.open_group(location, mode="r")
         except Exception as exc:  # zarr raises several types for "not a group"
             raise StoreError(f"'{self.path}' is not an eossl sample store (no zarr group): {exc}") from exc
         attrs = dict(self.group.attrs)
@@ -329,13 +339,24 @@ class SampleStore:
         }
         self.stats: dict[str, dict[str, list[float]]] = attrs.get("stats", {})
         self.split: str | None = attrs.get("split")  # a table column holding the dataset's official split
-        self.table = pd.read_csv(self.path / METADATA_FILE)
+        self.table = self._read_table()
         if len(self.table) != attrs["num_samples"]:
             raise StoreError(
-                f"'{self.path / METADATA_FILE}' has {len(self.table)} rows, the store declares {attrs['num_samples']}"
+                f"'{self.path}/{METADATA_FILE}' has {len(self.table)} rows, the store declares {attrs['num_samples']}"
             )
         # declared targets, dates (linked acquisitions) and change pairs; a v1 store's are upgraded in memory
         self.targets, self.dates, self.pairs = self._upgrade_v1() if version == 1 else self._read_declarations()
+
+    def _read_table(self) -> pd.DataFrame:
+        if self.url is None:
+            return pd.read_csv(self.path / METADATA_FILE)
+        import fsspec
+
+        try:
+            with fsspec.open(f"{self.url}/{METADATA_FILE}", "rb") as f:
+                return pd.read_csv(f)
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"store '{self.url}': cannot read {METADATA_FILE}: {exc}") from None
 
     def _read_declarations(self) -> tuple[dict[str, Target], Dates | None, dict[str, Pair]]:
         attrs = self.attrs
@@ -410,19 +431,42 @@ class SampleStore:
             raise StoreError(f"store '{self.path}' has no array '{name}' (it has: {', '.join(self.arrays)})")
         return self.group[name]
 
+    fast_reads: bool = True
+    """Read rows straight from the shard files where an array's layout allows (:mod:`eossl.data.shards`)."""
+
     def read(self, name: str, indices: np.ndarray | slice | None = None) -> np.ndarray:
-        """Rows of one array; ``indices`` may be unsorted and repeated."""
+        """Rows of one array; ``indices`` may be unsorted and repeated.
+
+        Arrays in the layout :class:`StoreWriter` writes, on a local disk, are read by
+        :class:`~eossl.data.shards.ShardReader` (each inner chunk a batch touches is read and decoded
+        once); others through zarr, one slice per run of consecutive rows.
+        """
         arr = self.array(name)
-        if indices is None:
-            return arr[:]
-        if isinstance(indices, slice):
-            return arr[indices]
+        reader = self._reader(name) if self.fast_reads else None
+        if indices is None or isinstance(indices, slice):
+            if reader is None:
+                return arr[:] if indices is None else arr[indices]
+            indices = np.arange(arr.shape[0])[indices if indices is not None else slice(None)]
         indices = np.asarray(indices)
+        if reader is not None:
+            return reader.read(indices)
         order = np.argsort(indices, kind="stable")
-        rows = arr.get_orthogonal_selection((indices[order],))
+        ordered = indices[order]
+        breaks = np.flatnonzero(np.diff(ordered) != 1) + 1  # runs of consecutive rows
+        if len(ordered) and len(breaks) < MAX_SLICE_RUNS:
+            rows = np.concatenate([arr[run[0] : run[-1] + 1] for run in np.split(ordered, breaks)])
+        else:
+            rows = arr.get_orthogonal_selection((ordered,))
         out = np.empty_like(rows)
         out[order] = rows
         return out
+
+    def _reader(self, name: str) -> ShardReader | None:
+        """The fast reader of array ``name`` (``None`` where its layout or location has none), made once."""
+        readers: dict[str, ShardReader | None] = self.__dict__.setdefault("_readers", {})
+        if name not in readers:
+            readers[name] = ShardReader.open(self.array(name))
+        return readers[name]
 
     def summary(self) -> str:
         """Arrays with dtypes and shapes, per-band statistics and non-finite counts, as text."""
@@ -437,6 +481,28 @@ class SampleStore:
             if any(st["nonfinite"]):
                 lines.append(f"  non-finite values in {name}: {dict(zip(bands, st['nonfinite'], strict=True))}")
         return "\n".join(lines)
+
+
+def store_url(path: str | Path) -> str | None:
+    """The URL of a remote store (``s3://``, ``gs://``, ``https://``, ...), or ``None`` for a local folder.
+
+    ``file://`` URLs are local folders. Reading a remote store needs fsspec and the filesystem's own
+    package (``s3fs``, ``gcsfs``; HTTP(S) works with eossl's dependencies).
+    """
+    text = str(path)
+    if isinstance(path, Path) or "://" not in text or text.startswith("file://"):
+        return None
+    return text.rstrip("/")
+
+
+def _remote_arrays(url: str) -> Any:
+    """A read-only zarr store over fsspec for ``URL/arrays.zarr``."""
+    from zarr.storage import FsspecStore
+
+    try:
+        return FsspecStore.from_url(f"{url}/{ARRAYS_DIR}", read_only=True)
+    except (ImportError, ValueError) as exc:
+        raise StoreError(f"store '{url}': cannot open it through fsspec ({exc})") from None
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:

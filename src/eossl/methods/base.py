@@ -69,7 +69,10 @@ class PretrainMethod(L.LightningModule):
             raise ConfigError(f"'augment.local_views': method '{self.hp['name']}' does not use multi-crop views")
         self.build_encoders(augment)
         self.normalizers = nn.ModuleDict({n: BandNormalizer(stats, [n]) for n in self.modality_names})
-        self.band_stats = {n: {k: list(stats[n][k]) for k in ("mean", "std")} for n in self.modality_names}
+        self.band_stats = {
+            n: {k: list(stats[n][k]) for k in ("mean", "std", "p2", "p98") if k in stats[n]}
+            for n in self.modality_names
+        }
         self.augment = MultiModalAugment({s.name: s for s in specs}, augment)
 
     # -- what a layout of modalities and encoders defines (single modality here) -------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from eossl.data.normalize import check_scaling, product_mismatches
 from eossl.errors import ConfigError
 from eossl.evaluation.context import Evaluation
 from eossl.evaluation.inits._base import Init
@@ -18,6 +19,10 @@ class CheckpointInit(Init):
     """A checkpoint provides the encoders of the modalities it was pretrained on (and, for shared-encoder
     cross-modal pretraining, the stem-fused encoder of its combination); a setting it cannot provide is
     skipped with the reason logged."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._checked: set[str] = set()  # modalities whose data scaling was compared with the checkpoint's
 
     def check(self) -> None:
         if self.cfg.checkpoint is None:
@@ -40,9 +45,23 @@ class CheckpointInit(Init):
         return None
 
     def stats(self, modality: str, evaluation: Evaluation) -> dict[str, list[float]]:
-        if modality in self.pretrained:
-            return self.pretrained[modality].stats
-        return evaluation.data.stats[modality]
+        """The checkpoint's normalisation of ``modality`` (the store's for modalities it lacks), with a
+        loud warning, once per modality, when the store's data looks differently scaled."""
+        if modality not in self.pretrained:
+            return evaluation.data.stats[modality]
+        pretrained = self.pretrained[modality]
+        if modality not in self._checked and modality in evaluation.data.store.stats:
+            self._checked.add(modality)
+            data = evaluation.data.store.stats[modality]
+            bands = evaluation.data.store.modalities[modality].bands
+            for problem in (
+                *product_mismatches(pretrained.bands, evaluation.data.store.modalities[modality]),
+                check_scaling(f"checkpoint '{self.cfg.checkpoint}', modality '{modality}'", pretrained.stats, data,
+                              bands),
+            ):  # fmt: skip
+                if problem:
+                    evaluation.log(f"  WARNING {problem}")
+        return pretrained.stats
 
     def encoder(self, setting: Setting, evaluation: Evaluation) -> Encoder:
         if setting.fusion == "none":
