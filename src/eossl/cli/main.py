@@ -82,7 +82,7 @@ def data_import(
     overwrite: bool = typer.Option(False, help="replace an existing store"),
 ) -> None:
     """Import a dataset into a store. Importer options follow as key=value: sensor=s2-l2a patch_size=64."""
-    from eossl.config import parse_overrides
+    from eossl.config import parse_overrides, validate_config
     from eossl.data.importers import IMPORTERS
     from eossl.data.importers.pipeline import read_report, summary_line
 
@@ -90,7 +90,7 @@ def data_import(
         importer = IMPORTERS[kind]()
         given = parse_overrides(ctx.args)
         given.update(workers=workers, scheduler=scheduler, on_error=on_error, overwrite=overwrite)
-        options = importer.config.model_validate(given)
+        options = validate_config(importer.config, given)
         path = importer.write(
             Path(source), store, options, progress=lambda done, total: typer.echo(f"\r{done}/{total} items", nl=False)
         )

@@ -68,7 +68,7 @@ STORE_FORMAT_VERSION = 2
 METADATA_FILE = "metadata.csv"
 ARRAYS_DIR = "arrays.zarr"
 MAX_SLICE_RUNS = 64
-"""Reading through zarr, rows in fewer runs than this are read one slice per run (else one selection)."""
+"""Read through zarr, rows in fewer inner chunks than this are read one slice per chunk (else one selection)."""
 RESERVED_ATTRS = ("eossl_store_version", "num_samples", "modalities", "stats", "targets", "dates", "pairs", "split")
 """Attributes the writer sets itself; ``close(attrs=...)`` may not set them."""
 
@@ -152,8 +152,9 @@ class StoreWriter:
         self.path = Path(path)
         if self.path.exists() and not overwrite:
             raise StoreError(f"store '{self.path}' already exists (pass overwrite=True to replace it)")
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}")
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         self.tmp.parent.mkdir(parents=True, exist_ok=True)
+        _remove_abandoned(self.path)
         self.num_samples, self.modalities, self.overwrite = num_samples, modalities, overwrite
         self.group = zarr.open_group(str(self.tmp / ARRAYS_DIR), mode="w")
         self._shapes: dict[str, tuple[int, ...]] = {}
@@ -302,6 +303,21 @@ class StoreWriter:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def _remove_abandoned(path: Path) -> None:
+    """Remove temporary folders of ``path`` left by writers that were killed (their process is gone), so a
+    rerun starts clean; folders of live writers (another process importing) are left alone."""
+    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
+        pid = tmp.name.rsplit(".tmp-", 1)[1].split("-")[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except PermissionError:  # alive, owned by someone else
+            continue
+
+
 class SampleStore:
     """Read access to a store written by :class:`StoreWriter`."""
 
@@ -439,7 +455,7 @@ class SampleStore:
 
         Arrays in the layout :class:`StoreWriter` writes, on a local disk, are read by
         :class:`~eossl.data.shards.ShardReader` (each inner chunk a batch touches is read and decoded
-        once); others through zarr, one slice per run of consecutive rows.
+        once); others through zarr, one slice per inner chunk (zarr's integer selection is far slower).
         """
         arr = self.array(name)
         reader = self._reader(name) if self.fast_reads else None
@@ -450,11 +466,15 @@ class SampleStore:
         indices = np.asarray(indices)
         if reader is not None:
             return reader.read(indices)
+        if len(indices) and indices.min() < 0:
+            indices = np.where(indices < 0, indices + arr.shape[0], indices)
         order = np.argsort(indices, kind="stable")
         ordered = indices[order]
-        breaks = np.flatnonzero(np.diff(ordered) != 1) + 1  # runs of consecutive rows
+        chunk = ordered // arr.chunks[0]
+        breaks = np.flatnonzero(np.diff(chunk)) + 1  # the rows of each inner chunk: one slice, one decode
         if len(ordered) and len(breaks) < MAX_SLICE_RUNS:
-            rows = np.concatenate([arr[run[0] : run[-1] + 1] for run in np.split(ordered, breaks)])
+            parts = [arr[run[0] : run[-1] + 1][run - run[0]] for run in np.split(ordered, breaks)]
+            rows = np.concatenate(parts)
         else:
             rows = arr.get_orthogonal_selection((ordered,))
         out = np.empty_like(rows)
