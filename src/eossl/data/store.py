@@ -9,6 +9,7 @@ Layout of a store folder ::
                                 packed into shards of ``shard_size`` samples (random access without
                                 thousands of tiny files)
     STORE/metadata.csv          one row per sample: location, season, lat/lon, labels, nuisance factors
+    STORE/import_report.json    for imported stores: source, options, counts, skipped files and why, throughput
 
 Stores are written into a temporary sibling folder and renamed into place when complete, so a reader
 never sees a half-written store. Per-band mean/std (and NaN counts) of continuous modalities are
@@ -18,7 +19,12 @@ Format v2 declares what a store holds (:mod:`eossl.data.targets`), checked when 
 
 - ``targets``: ``{name: Target.to_json()}``, each target's kind and source (a table column or an array);
 - ``dates``: ``Dates.to_json()`` or null, which rows are several acquisitions of one place;
-- ``pairs``: ``[Pair.to_json(), ...]``, two modalities that are two dates of one place and their change target.
+- ``pairs``: ``[Pair.to_json(), ...]``, two modalities that are two dates of one place and their change target;
+- ``split``: the table column holding the dataset's official split (``train``/``val``/``test``), or null
+  (split by place).
+
+A store is read from a folder or from a URL (``s3://``, ``gs://``, ``https://``) through fsspec; the
+writer consolidates the zarr metadata so a remote store is opened with one metadata read.
 
 Reading a v1 store upgrades it in memory (nothing is written). v1 stores were written only by the
 synthetic generator, whose targets had fixed names; they are declared from what the store holds, each
