@@ -128,7 +128,8 @@ class _Report:
         }
         self.skipped: list[dict[str, Any]] = []
         self.filtered: Counter[str] = Counter()
-        self.bytes_read = 0
+        self.bytes_read = 0  # sizes of the items' listed files
+        self.bytes_decoded = 0  # bytes of the arrays the samples hold
         self.start = time.perf_counter()
 
     def skip(self, key: str, files: tuple[Path, ...], reason: str) -> None:
@@ -144,6 +145,8 @@ class _Report:
             seconds=round(seconds, 3),
             source_megabytes=round(self.bytes_read / 1e6, 3),
             megabytes_per_second=round(self.bytes_read / 1e6 / max(seconds, 1e-9), 3),
+            decoded_megabytes=round(self.bytes_decoded / 1e6, 3),
+            decoded_megabytes_per_second=round(self.bytes_decoded / 1e6 / max(seconds, 1e-9), 3),
             samples_per_second=round(written / max(seconds, 1e-9), 2),
             stored_megabytes=round(stored_bytes / 1e6, 3),
         )
@@ -217,6 +220,7 @@ def run_import(
             for patch in result.filtered:
                 report.filtered[patch.reason] += 1
             for sample in result.samples:
+                report.bytes_decoded += sum(a.nbytes for a in sample.arrays.values())
                 problem = checker.problem(sample)
                 if problem is None:
                     buffer.append(sample)
@@ -269,6 +273,7 @@ def summary_line(report: dict[str, Any]) -> str:
     filtered = sum(report.get("filtered", {}).values())
     return (
         f"{report['samples']} samples from {report['items']} items in {report['seconds']:.1f} s "
-        f"({report['samples_per_second']:.0f} samples/s, {report['megabytes_per_second']:.1f} MB/s read); "
+        f"({report['samples_per_second']:.0f} samples/s, {report['decoded_megabytes_per_second']:.1f} MB/s decoded, "
+        f"{report['megabytes_per_second']:.1f} MB/s of listed files); "
         f"{report['skipped']} skipped, {filtered} patches filtered"
     )
