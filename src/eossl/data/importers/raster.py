@@ -163,6 +163,40 @@ def align_to(reference: str | Path, other: str | Path, *, resampling: str = "bil
     return out
 
 
+def reproject_array(
+    values: np.ndarray,
+    src: tuple[Any, Any],
+    dst: tuple[Any, Any, tuple[int, int]],
+    *,
+    nodata: float | None = None,
+    resampling: str = "bilinear",
+) -> np.ndarray:
+    """``[C, H, W]`` ``values`` on grid ``src = (crs, transform)`` reprojected onto ``dst = (crs, transform,
+    (height, width))`` -- :func:`align_to` for arrays already in memory (e.g. bands resampled onto one grid).
+
+    ``nodata`` (default NaN for floats, 0 for integers) marks source pixels to leave out and fills the
+    pixels outside the overlap.
+    """
+    from rasterio.enums import Resampling
+    from rasterio.warp import reproject
+
+    floating = np.issubdtype(values.dtype, np.floating)
+    fill = nodata if nodata is not None else (np.nan if floating else 0)
+    out = np.full((values.shape[0], *dst[2]), fill, dtype=values.dtype)
+    reproject(
+        values,
+        out,
+        src_transform=src[1],
+        src_crs=src[0],
+        dst_transform=dst[1],
+        dst_crs=dst[0],
+        src_nodata=fill,
+        dst_nodata=fill,
+        resampling=Resampling[resampling],
+    )
+    return out
+
+
 def write_geotiff(
     path: Path,
     values: np.ndarray,
