@@ -76,7 +76,9 @@ def data_import(
     kind: Annotated[str, typer.Argument(help="dataset layout (see 'eossl data importers')")],
     source: Annotated[str, typer.Argument(help="folder (or file) holding the dataset")],
     store: Annotated[Path, typer.Argument(help="store folder to create")],
-    workers: int = typer.Option(None, help="dask LocalCluster workers (default: one per core; 0: this process)"),
+    workers: int = typer.Option(
+        None, help="dask LocalCluster workers (default: one per core, or this process below 64 items; 0: this process)"
+    ),
     scheduler: str = typer.Option(None, help="address of an existing dask scheduler (tcp://host:8786)"),
     on_error: str = typer.Option("raise", help="raise: stop at the first bad file; skip: count it in the report"),
     overwrite: bool = typer.Option(False, help="replace an existing store"),

@@ -43,7 +43,8 @@ def describe_declarations(store: SampleStore) -> list[str]:
     table = store.table
     dates = store.dates
     if dates is None:
-        lines.append("  dates: none declared (every row is its own place)")
+        place = "places from column location_id" if "location_id" in table else "every row is its own place"
+        lines.append(f"  dates: none declared ({place})")
     elif dates.group not in table:
         lines.append(f"  dates: group column '{dates.group}' is missing from the metadata table")
     else:

@@ -18,9 +18,10 @@ class ImporterOptions(BaseModel):
     """Options every importer accepts; an importer's own options derive from this.
 
     ``workers``: dask workers of a ``LocalCluster`` started for the import (``None``: one per CPU
-    core, at most 8; ``0``: read in this process, no cluster). ``scheduler``: the address of an existing
-    dask cluster (``tcp://host:8786``) instead. ``on_error``: ``raise`` stops at the first bad file;
-    ``skip`` leaves it out, counts it and lists it with the reason in ``STORE/import_report.json``.
+    core, at most 8, or this process for imports of fewer than 64 items; ``0``: read in this process).
+    ``scheduler``: the address of an existing dask cluster (``tcp://host:8786``) instead. ``on_error``:
+    ``raise`` stops at the first bad file; ``skip`` leaves it out, counts it and lists it with the
+    reason in ``STORE/import_report.json``.
     """
 
     model_config = ConfigDict(extra="forbid")

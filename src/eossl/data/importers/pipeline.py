@@ -38,6 +38,9 @@ from eossl.errors import EosslError, ImportDataError, StoreError
 
 REPORT_FILE = "import_report.json"
 MAX_LOCAL_WORKERS = 8
+SMALL_IMPORT_ITEMS = 64
+"""With ``workers`` unset, fewer items than this are read in this process: starting a cluster would take
+longer than the import."""
 
 
 @dataclass
@@ -69,16 +72,19 @@ def read_item(importer: Importer, item: ImportItem, options: ImporterOptions) ->
 class _Executor:
     """Item results in order, with at most ``window`` items in flight (dask or in-process)."""
 
-    def __init__(self, options: ImporterOptions) -> None:
+    def __init__(self, options: ImporterOptions, items: int) -> None:
         self.client = self.cluster = None
+        self.where = "this process"
         if options.scheduler:
+            self.where = f"dask scheduler {options.scheduler}"
             from distributed import Client
 
             self.client = Client(options.scheduler)
-        elif options.workers != 0:
+        elif options.workers != 0 and (options.workers is not None or items >= SMALL_IMPORT_ITEMS):
             from distributed import Client, LocalCluster
 
             workers = options.workers or min(os.cpu_count() or 1, MAX_LOCAL_WORKERS)
+            self.where = f"dask LocalCluster of {workers} workers"
             self.cluster = LocalCluster(
                 n_workers=workers,
                 threads_per_worker=1,
@@ -209,7 +215,8 @@ def run_import(
     checker, buffer, done = _Checker(plan), [], 0
     executor = None
     try:
-        executor = _Executor(options)
+        executor = _Executor(options, len(plan.items))
+        report.payload["read_in"] = executor.where
         for result in executor.map(importer, plan.items, options):
             done += 1
             report.bytes_read += result.bytes_read
