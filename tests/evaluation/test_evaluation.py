@@ -143,3 +143,13 @@ def test_knn_votes_are_similarity_weighted_by_hand():
     multi = knn_scores(bank, torch.tensor([[1, 0], [1, 1], [0, 1], [0, 1]]), query[:1], k=2, temperature=1.0)
     w = sims[0, :2].exp() / sims[0, :2].exp().sum()
     assert torch.allclose(multi[0], torch.stack([w.sum(), w[1]]), atol=1e-6)
+
+
+def test_multi_label_metrics_with_a_single_class_present():
+    """A tiny test split (a real 6-patch BigEarthNet import) may hold one class only: metrics over it."""
+    targets = torch.zeros(2, 5)
+    targets[:, 2] = 1
+    logits = torch.full((2, 5), -3.0)
+    logits[:, 2] = 3.0
+    metrics = multi_label_metrics(logits, targets, 5)
+    assert metrics["mAP"] == 1.0 and metrics["macro_f1"] == 1.0 and metrics["micro_f1"] == 1.0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torchmetrics.functional import mean_absolute_error, mean_squared_error, r2_score
 from torchmetrics.functional.classification import (
@@ -37,8 +39,11 @@ def multi_label_metrics(logits: torch.Tensor, targets: torch.Tensor, num_classes
     targets = targets.long()
     present = targets.sum(0) > 0
     probs = logits.float().sigmoid()
-    f1 = multilabel_f1_score(probs[:, present], targets[:, present], int(present.sum()), average="none")
-    ap = multilabel_average_precision(probs[:, present], targets[:, present], int(present.sum()), average="none")
+    # per class over all classes, then the present ones (a test split may hold a single class)
+    f1 = multilabel_f1_score(probs, targets, num_classes, average="none")[present]
+    with warnings.catch_warnings():  # absent classes have no positives: their AP is undefined, and dropped
+        warnings.simplefilter("ignore", UserWarning)
+        ap = multilabel_average_precision(probs, targets, num_classes, average="none")[present]
     return {
         "micro_f1": float(multilabel_f1_score(probs, targets, num_classes, average="micro")),
         "macro_f1": float(f1.mean()),
