@@ -18,7 +18,9 @@ REFLECTANCE = {"mean": [0.12, 0.3], "std": [0.05, 0.1], "p2": [0.03, 0.1], "p98"
 def test_reflectance_checkpoint_flags_digital_numbers_and_names_the_band():
     dn = {k: [v * 10000 for v in values] for k, values in REFLECTANCE.items()}
     problems = scaling_mismatches(REFLECTANCE, dn, ["B4", "B8"])
-    assert len(problems) == 2 and problems[0].startswith("band B4: data 300..2500") and "DN vs reflectance" in problems[0]
+    assert (
+        len(problems) == 2 and problems[0].startswith("band B4: data 300..2500") and "DN vs reflectance" in problems[0]
+    )
     assert "checkpoint 0.03..0.25" in problems[0]
 
 
