@@ -22,32 +22,7 @@ from eossl.io import write_text_atomic
 from eossl.methods.config import HealthConfig, OptimConfig, PretrainConfig, TrainerConfig
 from eossl.methods.registry import METHODS
 from eossl.models.config import EncoderConfig
-
-
-def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    node = tree
-    parts = dotted.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"override '{dotted}': '{part}' is not a section")
-    node[parts[-1]] = value
-
-
-def parse_overrides(overrides: list[str]) -> dict[str, Any]:
-    """``["optim.lr=0.1", "data.store=x"]`` -> nested dict (values parsed as YAML scalars/lists; a value
-    that is not valid YAML, such as ``{stem}_mask.tif`` or ``**/*.tif``, is kept as the plain string)."""
-    tree: dict[str, Any] = {}
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override '{item}' must look like key=value (e.g. optim.lr=0.01)")
-        key, raw = item.split("=", 1)
-        try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            value = raw
-        _set_dotted(tree, key.strip(), value)
-    return tree
+from eossl.overrides import parse_overrides, validate_options  # noqa: F401  (re-exported)
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:

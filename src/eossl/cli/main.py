@@ -84,15 +84,15 @@ def data_import(
     overwrite: bool = typer.Option(False, help="replace an existing store"),
 ) -> None:
     """Import a dataset into a store. Importer options follow as key=value: sensor=s2-l2a patch_size=64."""
-    from eossl.config import parse_overrides, validate_config
     from eossl.data.importers import IMPORTERS
     from eossl.data.importers.pipeline import read_report, summary_line
+    from eossl.overrides import parse_overrides, validate_options
 
     def run():
         importer = IMPORTERS[kind]()
         given = parse_overrides(ctx.args)
         given.update(workers=workers, scheduler=scheduler, on_error=on_error, overwrite=overwrite)
-        options = validate_config(importer.config, given)
+        options = validate_options(importer.config, given, what=f"{kind} option")
         path = importer.write(
             Path(source), store, options, progress=lambda done, total: typer.echo(f"\r{done}/{total} items", nl=False)
         )
