@@ -10,6 +10,7 @@ with ``on_error=skip``, leaves to be skipped and counted.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import date
 from pathlib import Path
@@ -54,8 +55,22 @@ def list_files(source: Path, pattern: str | None) -> list[Path]:
 
 
 def raster_header(path: Path) -> dict[str, Any]:
-    """Band count, ``(height, width)``, dtype, nodata tag, CRS presence, bounds and georeferencing."""
+    """Band count, ``(height, width)``, dtype, nodata tag, CRS presence, bounds, georeferencing and the
+    centre in lat/lon (NaN without CRS). Cached per file version, so planning and reading open it once."""
+    stat = Path(path).stat()
+    return dict(_header(str(path), stat.st_mtime_ns, stat.st_size))
+
+
+@functools.lru_cache(maxsize=8192)
+def _header(path: str, mtime_ns: int, size: int) -> dict[str, Any]:
+    from rasterio.warp import transform
+
     with open_raster(path) as src:
+        centre = (float("nan"), float("nan"))
+        if src.crs is not None:
+            x, y = src.transform @ (src.width / 2, src.height / 2)
+            lon, lat = transform(src.crs, "EPSG:4326", [x], [y])
+            centre = (float(lat[0]), float(lon[0]))
         return {
             "count": src.count,
             "shape": (src.height, src.width),
@@ -64,6 +79,7 @@ def raster_header(path: Path) -> dict[str, Any]:
             "crs": src.crs is not None,
             "bounds": tuple(src.bounds),
             "georef": not src.transform.is_identity,
+            "centre": centre,
         }
 
 

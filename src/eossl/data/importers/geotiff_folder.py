@@ -54,7 +54,6 @@ from eossl.data.importers import _geotiff_folder_inputs as inputs
 from eossl.data.importers._base import IMPORTERS, Filtered, Importer, ImporterOptions, ImportItem, ImportPlan, Sample
 from eossl.data.importers.raster import (
     Patch,
-    centre_lonlat,
     invalid_share,
     open_raster,
     patch_grid,
@@ -340,7 +339,9 @@ class GeoTiffFolder(Importer):
             values = read_raster(paths[0]) if info["layout"] == "file-per-sample" else read_band_files(paths)
             arrays = {name: _fit(values, dtype, ref), **extra, **({} if mask is None else {"mask": mask})}
             given = "lat" in info["row"] and "lon" in info["row"]
-            return [Sample(item.key, arrays, _row(info, item.key, (np.nan, np.nan) if given else centre_lonlat(ref)))]
+            return [
+                Sample(item.key, arrays, _row(info, item.key, (np.nan, np.nan) if given else headers[best]["centre"]))
+            ]
         patches = patch_grid(*shape, options.patch_size, options.stride)
         centres = _centres(ref, patches) if headers[best]["crs"] else [None] * len(patches)
         out: list[Sample | Filtered] = []

@@ -5,8 +5,9 @@ and write samples in source order, skip or stop on bad files, publish the store 
 
 1. ``importer.plan(source, options)`` lists the items and declares modalities, targets, dates, splits;
 2. items are read by ``importer.read`` on dask workers (a ``LocalCluster``, an existing scheduler, or in
-   this process with ``workers=0``), at most a few per worker in flight, so memory does not grow with the
-   dataset; results are consumed in item order, so the store does not depend on worker timing;
+   this process with ``workers=0``), small items grouped into tasks of up to ~64 MB of files, at most
+   two tasks per worker in flight, so memory does not grow with the dataset; results are consumed in
+   item order, so the store does not depend on worker timing;
 3. each sample is checked (unique key, the same array shapes as the first sample, not all nodata) and
    buffered into blocks of ``shard_size`` samples for :class:`~eossl.data.store.StoreWriter`;
 4. a bad item raises :class:`~eossl.errors.ImportDataError` naming its files (``on_error: raise``) or is
@@ -39,6 +40,9 @@ from eossl.errors import EosslError, ImportDataError, StoreError
 REPORT_FILE = "import_report.json"
 MAX_LOCAL_WORKERS = 8
 SMALL_IMPORT_ITEMS = 64
+TASK_ITEMS = 32
+TASK_BYTES = 64 * 1024**2
+"""At most this many items, and about this many bytes of files, per dask task (one item if larger)."""
 """With ``workers`` unset, fewer items than this are read in this process: starting a cluster would take
 longer than the import."""
 
@@ -67,6 +71,17 @@ def read_item(importer: Importer, item: ImportItem, options: ImporterOptions) ->
         last = traceback.extract_tb(exc.__traceback__)[-1]
         result.error = f"{files}: {type(exc).__name__}: {exc} (in {Path(last.filename).name}:{last.lineno})"
     return result
+
+
+def read_items(importer: Importer, items: list[ImportItem], options: ImporterOptions) -> list[ItemResult]:
+    """:func:`read_item` of several items (one dask task)."""
+    return [read_item(importer, item, options) for item in items]
+
+
+def _item_bytes(items: list[ImportItem], probe: int = 16) -> int:
+    """Mean size of the files of the first ``probe`` items (at least 1)."""
+    sizes = [sum(p.stat().st_size for p in item.files if p.is_file()) for item in items[:probe]]
+    return max(1, int(np.mean(sizes)) if sizes else 1)
 
 
 class _Executor:
@@ -100,18 +115,20 @@ class _Executor:
             for item in items:
                 yield read_item(importer, item, options)
             return
+        # a task reads a few items, so that dask's per-task cost (ms) stays small beside small files
+        per_task = max(1, min(TASK_ITEMS, len(items) // (self.window * 4), TASK_BYTES // _item_bytes(items)))
+        tasks = iter([items[i : i + per_task] for i in range(0, len(items), per_task)])
         pending: deque = deque()
-        queue = iter(items)
-        for item in queue:
-            pending.append(self.client.submit(read_item, importer, item, options, pure=False))
+        for group in tasks:
+            pending.append(self.client.submit(read_items, importer, group, options, pure=False))
             if len(pending) >= self.window:
                 break
         while pending:
-            result = pending.popleft().result()
-            nxt = next(queue, None)
+            results = pending.popleft().result()
+            nxt = next(tasks, None)
             if nxt is not None:
-                pending.append(self.client.submit(read_item, importer, nxt, options, pure=False))
-            yield result
+                pending.append(self.client.submit(read_items, importer, nxt, options, pure=False))
+            yield from results
 
     def close(self) -> None:
         if self.client is not None:
