@@ -70,6 +70,8 @@ SENTINEL2_L2A = Modality(
     units="surface reflectance x 10000",
     product="L2A",
 )
-SENTINEL1_GRD = Modality(name="s1", kind="sar", bands=("VV", "VH"), dtype="float32", gsd_m=(10.0, 10.0), units="dB")
+SENTINEL1_GRD = Modality(
+    name="s1", kind="sar", bands=("VV", "VH"), dtype="float32", gsd_m=(10.0, 10.0), units="dB", product="GRD"
+)
 DEM = Modality(name="dem", kind="elevation", bands=("elevation",), dtype="float32", gsd_m=(10.0,), units="m")
 CLOUD_MASK = Modality(name="cloud", kind="mask", bands=("cloud",), dtype="uint8", gsd_m=(10.0,))

@@ -35,7 +35,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from eossl.data.modality import S2_BANDS, S2_GSD, S2_WAVELENGTHS, Modality
+from eossl.data.modality import S2_BANDS, S2_GSD, S2_WAVELENGTHS, SENTINEL1_GRD, SENTINEL2_L2A, Modality
 from eossl.errors import ConfigError
 
 S2_L1C_BANDS = (*S2_BANDS[:10], "B10", *S2_BANDS[10:])
@@ -69,49 +69,15 @@ ENMAP_NOMINAL_NM: tuple[float, ...] = (
 """DLR's nominal EnMAP band centres (nm): bands 1-91 VNIR, 92-224 SWIR. Products list their own in METADATA.XML."""
 ENMAP_WAVELENGTHS = ENMAP_NOMINAL_NM
 
+# fmt: off
 SENSORS: dict[str, Modality] = {
-    "s2-l1c": Modality(
-        name="s2",
-        kind="optical",
-        bands=S2_L1C_BANDS,
-        dtype="uint16",
-        gsd_m=S2_L1C_GSD,
-        wavelengths_nm=S2_L1C_WAVELENGTHS,
-        scale=10000.0,
-        nodata=0,
-        units="TOA reflectance x 10000",
-        product="L1C",
+    "s2-l1c": replace(
+        SENTINEL2_L2A, bands=S2_L1C_BANDS, gsd_m=S2_L1C_GSD, wavelengths_nm=S2_L1C_WAVELENGTHS,
+        units="TOA reflectance x 10000", product="L1C",
     ),
-    "s2-l2a": Modality(
-        name="s2",
-        kind="optical",
-        bands=S2_BANDS,
-        dtype="uint16",
-        gsd_m=S2_GSD,
-        wavelengths_nm=S2_WAVELENGTHS,
-        scale=10000.0,
-        nodata=0,
-        units="surface reflectance x 10000",
-        product="L2A",
-    ),
-    "s1-grd": Modality(
-        name="s1",
-        kind="sar",
-        bands=("VV", "VH"),
-        dtype="float32",
-        gsd_m=(10.0, 10.0),
-        units="dB",
-        product="GRD",
-    ),
-    "s1-grd-linear": Modality(
-        name="s1",
-        kind="sar",
-        bands=("VV", "VH"),
-        dtype="float32",
-        gsd_m=(10.0, 10.0),
-        units="linear power",
-        product="GRD",
-    ),
+    "s2-l2a": SENTINEL2_L2A,
+    "s1-grd": SENTINEL1_GRD,
+    "s1-grd-linear": replace(SENTINEL1_GRD, units="linear power"),
     "landsat-oli-l2": Modality(
         name="landsat",
         kind="optical",
@@ -151,6 +117,7 @@ SENSORS: dict[str, Modality] = {
         product="L2A",
     ),
 }
+# fmt: on
 
 
 def sensor_modality(spec: str | Path, name: str | None = None) -> Modality:

@@ -47,7 +47,7 @@ import os
 import shutil
 import uuid
 import warnings
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +56,12 @@ import pandas as pd
 import zarr
 from zarr.codecs import BloscCodec
 
+from eossl.data.band_stats import BandStatistics
 from eossl.data.modality import Modality
 from eossl.data.shards import ShardReader
 from eossl.data.splits import check_split_column
+from eossl.data.store_location import ARRAYS_DIR, remote_arrays, remove_abandoned, store_url
+from eossl.data.store_v1 import upgrade_v1
 from eossl.data.targets import (
     TARGET_KINDS,
     Dates,
@@ -72,7 +75,6 @@ from eossl.io import write_text_atomic
 
 STORE_FORMAT_VERSION = 2
 METADATA_FILE = "metadata.csv"
-ARRAYS_DIR = "arrays.zarr"
 MAX_SLICE_RUNS = 64
 """Read through zarr, rows in fewer inner chunks than this are read one slice per chunk (else one selection)."""
 RESERVED_ATTRS = ("eossl_store_version", "num_samples", "modalities", "stats", "targets", "dates", "pairs", "split")
@@ -80,97 +82,6 @@ RESERVED_ATTRS = ("eossl_store_version", "num_samples", "modalities", "stats", "
 
 
 from eossl.errors import StoreError  # noqa: E402  (re-exported)
-
-
-class _BandStats:
-    """Per-band statistics of valid values (finite, not nodata) accumulated block by block.
-
-    8- and 16-bit integer bands (most EO products) keep an exact histogram per band, so mean, std and
-    the 2nd/98th percentiles are exact; other dtypes keep float64 sums and a bounded, seeded random
-    sample of values per band for the percentiles. Non-finite values are counted.
-    """
-
-    SAMPLE_PER_BLOCK = 4096
-    SAMPLE_LIMIT = 262144
-
-    def __init__(self, bands: int) -> None:
-        self.sum = np.zeros(bands)
-        self.sumsq = np.zeros(bands)
-        self.count = np.zeros(bands)
-        self.nonfinite = np.zeros(bands, dtype=np.int64)
-        self.samples: list[list[np.ndarray]] = [[] for _ in range(bands)]
-        self.histogram: np.ndarray | None = None  # [bands, 2**bits] counts, for small integer dtypes
-        self._low = 0  # the value of histogram bin 0
-        self._kept = np.zeros(bands, dtype=np.int64)
-        self._rng = np.random.default_rng(0)
-
-    def update(self, x: np.ndarray, nodata: float | None) -> None:
-        flat = np.moveaxis(x, 1, 0).reshape(x.shape[1], -1)
-        if np.issubdtype(flat.dtype, np.integer) and flat.dtype.itemsize <= 2:
-            self._update_histogram(flat, nodata)
-            return
-        finite = np.isfinite(flat) if np.issubdtype(flat.dtype, np.floating) else np.ones(flat.shape, bool)
-        self.nonfinite += flat.shape[1] - finite.sum(axis=1)
-        valid = finite if nodata is None else finite & (flat != nodata)
-        values = np.where(valid, flat, 0).astype(np.float32 if flat.dtype.itemsize <= 4 else np.float64)
-        self.sum += values.sum(axis=1, dtype=np.float64)
-        self.sumsq += np.einsum("ij,ij->i", values, values, dtype=np.float64)
-        self.count += valid.sum(axis=1)
-        for band in range(flat.shape[0]):
-            if self._kept[band] < self.SAMPLE_LIMIT:
-                kept = flat[band][valid[band]]
-                if len(kept) > self.SAMPLE_PER_BLOCK:
-                    kept = kept[self._rng.integers(0, len(kept), self.SAMPLE_PER_BLOCK)]
-                self.samples[band].append(kept.astype(np.float64))
-                self._kept[band] += len(kept)
-
-    def _update_histogram(self, flat: np.ndarray, nodata: float | None) -> None:
-        info = np.iinfo(flat.dtype)
-        if self.histogram is None:
-            self._low = int(info.min)
-            self.histogram = np.zeros((flat.shape[0], int(info.max) - int(info.min) + 1), dtype=np.int64)
-        shifted = flat.astype(np.int64) - self._low if self._low else flat
-        for band in range(flat.shape[0]):
-            self.histogram[band] += np.bincount(shifted[band], minlength=self.histogram.shape[1])
-        if nodata is not None and info.min <= nodata <= info.max:
-            self.histogram[:, int(nodata) - self._low] = 0
-
-    def _from_histogram(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        values = np.arange(self.histogram.shape[1], dtype=np.float64) + self._low
-        count = self.histogram.sum(axis=1)
-        mean = self.histogram @ values / np.maximum(count, 1)
-        var = self.histogram @ (values**2) / np.maximum(count, 1) - mean**2
-        cumulative = np.cumsum(self.histogram, axis=1)
-        low = np.array([values[np.searchsorted(c, 0.02 * c[-1])] if c[-1] else np.nan for c in cumulative])
-        high = np.array([values[np.searchsorted(c, 0.98 * c[-1])] if c[-1] else np.nan for c in cumulative])
-        return count, mean, np.sqrt(np.maximum(var, 0)), low, high
-
-    def result(self, modality: Modality) -> dict[str, list[float]]:
-        """Statistics in physical units (``(stored + offset) / scale``)."""
-        if self.histogram is not None:
-            count, mean, std, low, high = self._from_histogram()
-        else:
-            count = self.count
-            mean = self.sum / np.maximum(count, 1)
-            std = np.sqrt(np.maximum(self.sumsq / np.maximum(count, 1) - mean**2, 0))
-            low, high = [], []
-            for parts in self.samples:
-                values = np.concatenate(parts) if parts else np.zeros(0)
-                p2, p98 = np.percentile(values, [2, 98]) if len(values) else (np.nan, np.nan)
-                low.append(float(p2))
-                high.append(float(p98))
-
-        def physical(v: np.ndarray) -> list[float]:
-            return ((np.asarray(v, dtype=np.float64) + modality.offset) / modality.scale).tolist()
-
-        return {
-            "mean": physical(mean),
-            "std": (np.maximum(std, 1e-6) / modality.scale).tolist(),
-            "p2": physical(low),
-            "p98": physical(high),
-            "valid": np.asarray(count).astype(np.int64).tolist(),
-            "nonfinite": self.nonfinite.tolist(),
-        }
 
 
 class StoreWriter:
@@ -192,14 +103,14 @@ class StoreWriter:
             raise StoreError(f"store '{self.path}' already exists (pass overwrite=True to replace it)")
         self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         self.tmp.parent.mkdir(parents=True, exist_ok=True)
-        _remove_abandoned(self.path)
+        remove_abandoned(self.path)
         self.num_samples, self.modalities, self.overwrite = num_samples, modalities, overwrite
         self.group = zarr.open_group(str(self.tmp / ARRAYS_DIR), mode="w")
         self._shapes: dict[str, tuple[int, ...]] = {}
         self._dtypes: dict[str, str] = {}
         self._extra = dict(extra_arrays or {})
         self._shard, self._chunk = shard_size, chunk_size
-        self._stats = {name: _BandStats(m.num_bands) for name, m in modalities.items() if m.continuous}
+        self._stats = {name: BandStatistics(m.num_bands) for name, m in modalities.items() if m.continuous}
         self._tables: list[pd.DataFrame] = []
         self._written = 0
         self._allow_fewer = allow_fewer  # num_samples is then an upper bound (an import that skips samples)
@@ -341,21 +252,6 @@ class StoreWriter:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def _remove_abandoned(path: Path) -> None:
-    """Remove temporary folders of ``path`` left by writers that were killed (their process is gone), so a
-    rerun starts clean; folders of live writers (another process importing) are left alone."""
-    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
-        pid = tmp.name.rsplit(".tmp-", 1)[1].split("-")[0]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            shutil.rmtree(tmp, ignore_errors=True)
-        except PermissionError:  # alive, owned by someone else
-            continue
-
-
 class SampleStore:
     """Read access to a store written by :class:`StoreWriter`."""
 
@@ -369,7 +265,7 @@ class SampleStore:
                 raise StoreError(f"store '{self.path}' does not exist (create one with 'eossl data synth {self.path}')")
             location: Any = str(self.path / ARRAYS_DIR)
         else:
-            location = _remote_arrays(self.url)
+            location = remote_arrays(self.url)
         try:
             self.group = zarr.open_group(location, mode="r")
         except Exception as exc:  # zarr raises several types for "not a group"
@@ -399,7 +295,7 @@ class SampleStore:
                 f"'{self.path}/{METADATA_FILE}' has {len(self.table)} rows, the store declares {attrs['num_samples']}"
             )
         # declared targets, dates (linked acquisitions) and change pairs; a v1 store's are upgraded in memory
-        self.targets, self.dates, self.pairs = self._upgrade_v1() if version == 1 else self._read_declarations()
+        self.targets, self.dates, self.pairs = upgrade_v1(self) if version == 1 else self._read_declarations()
 
     def _read_table(self) -> pd.DataFrame:
         if self.url is None:
@@ -421,34 +317,6 @@ class SampleStore:
         except (StoreError, AttributeError) as exc:
             raise StoreError(f"store '{self.path}' has a bad declaration: {exc}") from None
         return targets, dates, pairs
-
-    def _upgrade_v1(self) -> tuple[dict[str, Target], Dates | None, dict[str, Pair]]:
-        """Declarations of a v1 (synthetic) store from what it holds; see the module docstring."""
-        columns, arrays = set(self.table.columns), set(self.arrays)
-        described = self.attrs.get("targets") if isinstance(self.attrs.get("targets"), dict) else {}
-        names = tuple(self.attrs.get("class_names", ()))
-
-        def text(name: str) -> str:
-            return described[name] if isinstance(described.get(name), str) else ""
-
-        targets: dict[str, Target] = {}
-        if "label" in columns:
-            targets["label"] = Target("label", "single-label", column="label", class_names=names)
-        if "multilabel" in arrays:
-            fits = tuple(self.group["multilabel"].shape[1:]) == (len(names),)
-            kept = names if fits else ()
-            targets["multilabel"] = Target("multilabel", "multi-label", array="multilabel", class_names=kept)
-        if "lulc" in arrays:
-            strata = "multilabel" if "multilabel" in targets else None
-            targets["mask"] = Target("mask", "segmentation", array="lulc", class_names=names, strata=strata)
-        if "tree_cover" in columns:
-            strata = "label" if "label" in targets else None
-            targets["tree_cover"] = Target("tree_cover", "regression", column="tree_cover", strata=strata)
-        targets = {name: replace(t, description=text(name)) for name, t in targets.items()}
-        dates = None
-        if "location_id" in columns:
-            dates = Dates("location_id", "season" if "season" in columns else None)
-        return targets, dates, {}
 
     def __len__(self) -> int:
         return len(self.table)
@@ -539,28 +407,6 @@ class SampleStore:
             if any(st["nonfinite"]):
                 lines.append(f"  non-finite values in {name}: {dict(zip(bands, st['nonfinite'], strict=True))}")
         return "\n".join(lines)
-
-
-def store_url(path: str | Path) -> str | None:
-    """The URL of a remote store (``s3://``, ``gs://``, ``https://``, ...), or ``None`` for a local folder.
-
-    ``file://`` URLs are local folders. Reading a remote store needs fsspec and the filesystem's own
-    package (``s3fs``, ``gcsfs``; HTTP(S) works with eossl's dependencies).
-    """
-    text = str(path)
-    if isinstance(path, Path) or "://" not in text or text.startswith("file://"):
-        return None
-    return text.rstrip("/")
-
-
-def _remote_arrays(url: str) -> Any:
-    """A read-only zarr store over fsspec for ``URL/arrays.zarr``."""
-    from zarr.storage import FsspecStore
-
-    try:
-        return FsspecStore.from_url(f"{url}/{ARRAYS_DIR}", read_only=True)
-    except (ImportError, ValueError) as exc:
-        raise StoreError(f"store '{url}': cannot open it through fsspec ({exc})") from None
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
