@@ -49,44 +49,21 @@ import pandas as pd
 from pydantic import Field, field_validator
 
 from eossl.data.importers._base import IMPORTERS, Filtered, Importer, ImporterOptions, ImportItem, ImportPlan, Sample
-from eossl.data.importers.raster import centre_lonlat, open_raster
+from eossl.data.importers._bigearthnet_classes import CLASSES_19, CLASSES_43, label_vector, v2_labels
+from eossl.data.importers._bigearthnet_files import (  # noqa: F401  (S2_FACTOR, S2_FILES re-exported)
+    S1_FILES,
+    S2_FACTOR,
+    S2_FILES,
+    band_paths,
+    read_band,
+    read_s1,
+    read_s2,
+)
+from eossl.data.importers.raster import centre_lonlat
 from eossl.data.sensors import SENSORS, sentinel2_offset
 from eossl.data.targets import Target
 from eossl.errors import ImportDataError
 
-CLASSES_43 = (
-    "Continuous urban fabric", "Discontinuous urban fabric", "Industrial or commercial units",
-    "Road and rail networks and associated land", "Port areas", "Airports", "Mineral extraction sites",
-    "Dump sites", "Construction sites", "Green urban areas", "Sport and leisure facilities",
-    "Non-irrigated arable land", "Permanently irrigated land", "Rice fields", "Vineyards",
-    "Fruit trees and berry plantations", "Olive groves", "Pastures", "Annual crops associated with permanent crops",
-    "Complex cultivation patterns",
-    "Land principally occupied by agriculture, with significant areas of natural vegetation",
-    "Agro-forestry areas", "Broad-leaved forest", "Coniferous forest", "Mixed forest", "Natural grassland",
-    "Moors and heathland", "Sclerophyllous vegetation", "Transitional woodland/shrub", "Beaches, dunes, sands",
-    "Bare rock", "Sparsely vegetated areas", "Burnt areas", "Inland marshes", "Peatbogs", "Salt marshes", "Salines",
-    "Intertidal flats", "Water courses", "Water bodies", "Coastal lagoons", "Estuaries", "Sea and ocean",
-)  # fmt: skip
-CLASSES_19 = (
-    "Urban fabric", "Industrial or commercial units", "Arable land", "Permanent crops", "Pastures",
-    "Complex cultivation patterns",
-    "Land principally occupied by agriculture, with significant areas of natural vegetation",
-    "Agro-forestry areas", "Broad-leaved forest", "Coniferous forest", "Mixed forest",
-    "Natural grassland and sparsely vegetated areas", "Moors, heathland and sclerophyllous vegetation",
-    "Transitional woodland, shrub", "Beaches, dunes, sands", "Inland wetlands", "Coastal wetlands", "Inland waters",
-    "Marine waters",
-)  # fmt: skip
-TO_19 = {0: 0, 1: 0, 2: 1, 11: 2, 12: 2, 13: 2, 14: 3, 15: 3, 16: 3, 18: 3, 17: 4, 19: 5, 20: 6, 21: 7, 22: 8,
-         23: 9, 24: 10, 25: 11, 31: 11, 26: 12, 27: 12, 28: 13, 29: 14, 33: 15, 34: 15, 35: 16, 36: 16, 38: 17,
-         39: 17, 40: 18, 41: 18, 42: 18}  # fmt: skip
-"""43-class index -> 19-class index (BigEarthNet-19 ``label_indices.json``, TorchGeo's ``label_converter``);
-the 11 classes not listed (roads, ports, airports, mines, dumps, construction, green urban, sport, bare
-rock, burnt areas, intertidal flats) have no 19-class counterpart."""
-S2_FILES = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
-"""Band file suffixes in the order of the s2-l2a preset (B1..B8, B8A, B9, B11, B12)."""
-S2_FACTOR = {"B01": 6, "B09": 6, "B05": 2, "B06": 2, "B07": 2, "B8A": 2, "B11": 2, "B12": 2}
-"""Pixel-size factor of the 20 m and 60 m bands against the 10 m grid (the others: 1)."""
-S1_FILES = ("VV", "VH")
 SPLIT_FILES = {s: (f"{s}.csv", f"bigearthnet-{s}.csv") for s in ("train", "val", "test")}
 EXCLUDE_FILES = {
     "seasonal snow": "patches_with_seasonal_snow.csv",
@@ -125,23 +102,6 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not isinstance(payload, dict):
         raise ImportDataError(f"'{path}': expected a JSON object, got {type(payload).__name__}")
     return payload
-
-
-def _label_vector(names: Any, classes: int, where: str) -> np.ndarray:
-    """0/1 per class from 43-class names (or 19-class names, as v2 gives them)."""
-    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) for n in names):
-        raise ImportDataError(f"{where}: 'labels' must be a non-empty list of CORINE class names, got {names!r}")
-    out = np.zeros(classes, np.uint8)
-    for name in names:
-        if name in CLASSES_43:
-            index = CLASSES_43.index(name) if classes == 43 else TO_19.get(CLASSES_43.index(name))
-        elif name in CLASSES_19 and classes == 19:
-            index = CLASSES_19.index(name)
-        else:
-            raise ImportDataError(f"{where}: unknown label {name!r} (not one of the {classes} BigEarthNet classes)")
-        if index is not None:
-            out[index] = 1
-    return out
 
 
 def _centre(meta: dict[str, Any], where: str) -> tuple[float, float]:
@@ -214,16 +174,6 @@ def _official_split(source: Path) -> tuple[dict[str, str], list[str]]:
                     raise ImportDataError(f"'{file}': patch '{patch}' is also in the {split[patch]} split")
             break
     return split, used
-
-
-def _v2_labels(value: Any) -> list[str]:
-    """reBEN labels: a list (parquet), or its text in a CSV (``['A', 'B']``, numpy's ``['A' 'B']``, ``A;B``)."""
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [str(v) for v in value]
-    text = str(value).strip()
-    if text.startswith("["):
-        return [a or b for a, b in re.findall(r"'([^']*)'|\"([^\"]*)\"", text)]
-    return [part.strip() for part in re.split(r"[;|]", text) if part.strip()]
 
 
 @IMPORTERS.register("bigearthnet")
@@ -334,7 +284,7 @@ class BigEarthNet(Importer):
                 continue
             patch, s1 = str(row["patch_id"]), str(row.get("s1_name", ""))
             country = row.get("country")
-            info: dict[str, Any] = {"version": "v2", "place": patch, "labels": _v2_labels(row["labels"])}
+            info: dict[str, Any] = {"version": "v2", "place": patch, "labels": v2_labels(row["labels"])}
             info |= {"split": splits.get(str(row.get("split", "")).strip().lower()), "country": country}
             if not isinstance(country, str):
                 info["country"] = None
@@ -365,9 +315,9 @@ class BigEarthNet(Importer):
             return [Filtered(item.key, UNMAPPED)]
         arrays: dict[str, np.ndarray] = {"labels": labels}
         if "s2" in info:
-            arrays["s2"] = _read_s2(Path(info["s2"]))
+            arrays["s2"] = read_s2(Path(info["s2"]))
         if "s1" in info:
-            arrays["s1"] = _read_s1(Path(info["s1"]), arrays["s2"].shape[1:] if "s2" in arrays else None)
+            arrays["s1"] = read_s1(Path(info["s1"]), arrays["s2"].shape[1:] if "s2" in arrays else None)
         return [Sample(item.key, arrays, row)]
 
 
@@ -430,7 +380,7 @@ def _meta_v1(info: dict[str, Any], options: BigEarthNetOptions) -> tuple[np.ndar
     if "labels" not in meta:
         raise ImportDataError(f"'{path}': no 'labels' key (expected the patch's CORINE class names)")
     row["lat"], row["lon"] = _centre(meta, f"'{path}'")
-    return _label_vector(meta["labels"], options.classes, f"'{path}'"), row
+    return label_vector(meta["labels"], options.classes, f"'{path}'"), row
 
 
 def _meta_v2(info: dict[str, Any], options: BigEarthNetOptions) -> tuple[np.ndarray, dict[str, Any]]:
@@ -442,49 +392,4 @@ def _meta_v2(info: dict[str, Any], options: BigEarthNetOptions) -> tuple[np.ndar
         row["country"] = info["country"]
     folder = Path(info["s2"] if "s2" in info else info["s1"])
     row["lat"], row["lon"] = centre_lonlat(folder / f"{folder.name}_{'B02' if 's2' in info else 'VV'}.tif")
-    return _label_vector(info["labels"], options.classes, f"metadata row of '{info['place']}'"), row
-
-
-def _read_band(path: Path, expected: tuple[int, int] | None, out_shape: tuple[int, int] | None) -> np.ndarray:
-    """One single-band file (opened once): checked against its ``expected`` size, resampled to ``out_shape``."""
-    from rasterio.enums import Resampling
-    from rasterio.errors import RasterioError
-
-    with open_raster(path) as src:
-        if src.count != 1 or (expected is not None and (src.height, src.width) != expected):
-            want = "1 band" + (f" of {expected[0]}x{expected[1]} px at its resolution" if expected else "")
-            raise ImportDataError(f"'{path}': {src.count} band(s) of {src.height}x{src.width} px, expected {want}")
-        try:
-            return src.read(1, out_shape=out_shape, resampling=Resampling.bilinear)
-        except (RasterioError, ValueError) as exc:
-            raise ImportDataError(f"'{path}': cannot read its pixels ({exc}); the file may be truncated") from None
-
-
-def _band_paths(folder: Path, bands: tuple[str, ...], what: str) -> list[Path]:
-    paths = [folder / f"{folder.name}_{band}.tif" for band in bands]
-    missing = [p.name for p in paths if not p.is_file()]
-    if missing:
-        raise ImportDataError(f"'{folder}': {what} band files {missing} missing (expected {len(bands)} bands)")
-    return paths
-
-
-def _read_s2(folder: Path) -> np.ndarray:
-    """12 bands of one S2 patch folder on its 10 m grid, ``[12, H, W]`` uint16 (20 m, 60 m bands: bilinear)."""
-    paths = _band_paths(folder, S2_FILES, "S2")
-    first = _read_band(paths[1], None, None)  # B02, 10 m
-    height, width = first.shape
-    bands = []
-    for band, path in zip(S2_FILES, paths, strict=True):
-        factor = S2_FACTOR.get(band, 1)
-        expected = (-(-height // factor), -(-width // factor))  # 60 m: 20 px beside 120
-        bands.append(first if band == "B02" else _read_band(path, expected, (height, width)))
-    values = np.stack(bands)
-    if values.dtype != np.uint16:
-        raise ImportDataError(f"'{folder}': S2 bands are {values.dtype}, expected uint16 (L2A reflectance x 10000)")
-    return values
-
-
-def _read_s1(folder: Path, shape: tuple[int, ...] | None) -> np.ndarray:
-    """VV, VH of one S1 patch folder, ``[2, H, W]`` float32 dB, of the S2 patch's size."""
-    paths = _band_paths(folder, S1_FILES, "S1")
-    return np.stack([_read_band(p, shape, None) for p in paths]).astype(np.float32)
+    return label_vector(info["labels"], options.classes, f"metadata row of '{info['place']}'"), row
