@@ -50,15 +50,7 @@ from pydantic import Field, field_validator
 
 from eossl.data.importers._base import IMPORTERS, Filtered, Importer, ImporterOptions, ImportItem, ImportPlan, Sample
 from eossl.data.importers._bigearthnet_classes import CLASSES_19, CLASSES_43, label_vector, v2_labels
-from eossl.data.importers._bigearthnet_files import (  # noqa: F401  (S2_FACTOR, S2_FILES re-exported)
-    S1_FILES,
-    S2_FACTOR,
-    S2_FILES,
-    band_paths,
-    read_band,
-    read_s1,
-    read_s2,
-)
+from eossl.data.importers._bigearthnet_files import S2_FACTOR, S2_FILES, read_s1, read_s2  # noqa: F401  (layout)
 from eossl.data.importers.raster import centre_lonlat
 from eossl.data.sensors import SENSORS, sentinel2_offset
 from eossl.data.targets import Target
