@@ -36,8 +36,6 @@ labels belong to no split. ``split`` is the store's official split column, ``loc
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -46,69 +44,13 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from eossl.data.importers._base import IMPORTERS, Filtered, Importer, ImporterOptions, ImportItem, ImportPlan, Sample
+from eossl.data.importers._hsi_blocks import IGNORE, SPLITS, assign_blocks, crosses
+from eossl.data.importers._hsi_scenes import SCENES, Scene
 from eossl.data.modality import Modality
 from eossl.data.targets import Target
 from eossl.errors import ImportDataError
 
-IGNORE = 255
-SPLITS = ("train", "val", "test")
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
-
-
-def _drop(values: np.ndarray, removed_1based: list[range]) -> tuple[float, ...]:
-    keep = np.ones(len(values), bool)
-    for bands in removed_1based:
-        keep[[b - 1 for b in bands]] = False
-    return tuple(round(float(w), 1) for w in values[keep])
-
-
-@dataclass(frozen=True)
-class Scene:
-    """One scene: its files and keys, classes, sensor and approximate centre wavelengths."""
-
-    name: str
-    cube_file: str
-    cube_key: str
-    gt_file: str
-    gt_key: str
-    classes: tuple[str, ...]
-    sensor: str
-    gsd_m: float
-    bands: int
-    wavelengths_nm: tuple[float, ...] | None
-
-
-SCENES: dict[str, Scene] = {
-    "indian-pines": Scene(
-        "indian-pines", "Indian_pines_corrected.mat", "indian_pines_corrected", "Indian_pines_gt.mat",
-        "indian_pines_gt",
-        ("Alfalfa", "Corn-notill", "Corn-mintill", "Corn", "Grass-pasture", "Grass-trees", "Grass-pasture-mowed",
-         "Hay-windrowed", "Oats", "Soybean-notill", "Soybean-mintill", "Soybean-clean", "Wheat", "Woods",
-         "Buildings-Grass-Trees-Drives", "Stone-Steel-Towers"),
-        "AVIRIS", 20.0, 200, _drop(np.linspace(400, 2500, 220), [range(104, 109), range(150, 164), range(220, 221)]),
-    ),
-    "pavia-u": Scene(
-        "pavia-u", "PaviaU.mat", "paviaU", "PaviaU_gt.mat", "paviaU_gt",
-        ("Asphalt", "Meadows", "Gravel", "Trees", "Painted metal sheets", "Bare Soil", "Bitumen",
-         "Self-Blocking Bricks", "Shadows"),
-        "ROSIS", 1.3, 103, _drop(np.linspace(430, 860, 103), []),
-    ),
-    "salinas": Scene(
-        "salinas", "Salinas_corrected.mat", "salinas_corrected", "Salinas_gt.mat", "salinas_gt",
-        ("Brocoli_green_weeds_1", "Brocoli_green_weeds_2", "Fallow", "Fallow_rough_plow", "Fallow_smooth",
-         "Stubble", "Celery", "Grapes_untrained", "Soil_vinyard_develop", "Corn_senesced_green_weeds",
-         "Lettuce_romaine_4wk", "Lettuce_romaine_5wk", "Lettuce_romaine_6wk", "Lettuce_romaine_7wk",
-         "Vinyard_untrained", "Vinyard_vertical_trellis"),
-        "AVIRIS", 3.7, 204, _drop(np.linspace(400, 2500, 224), [range(108, 113), range(154, 168), range(224, 225)]),
-    ),
-    "ksc": Scene(
-        "ksc", "KSC.mat", "KSC", "KSC_gt.mat", "KSC_gt",
-        ("Scrub", "Willow swamp", "Cabbage palm hammock", "Cabbage palm/oak hammock", "Slash pine",
-         "Oak/broadleaf hammock", "Hardwood swamp", "Graminoid marsh", "Spartina marsh", "Cattail marsh",
-         "Salt marsh", "Mud flats", "Water"),
-        "AVIRIS", 18.0, 176, None,
-    ),
-}  # fmt: skip
 
 
 class HyperspectralMatOptions(ImporterOptions):
@@ -216,62 +158,6 @@ def _find(source: Path, options: HyperspectralMatOptions) -> tuple[Scene, Path, 
     return scene, roles["cube"], roles["gt"]
 
 
-def assign_blocks(
-    labels: np.ndarray, block: int, shares: dict[str, float], seed: int, num_classes: int, half: int = 0
-) -> tuple[np.ndarray, list[str]]:
-    """``[rows, cols]`` block grid of split ids (0 train, 1 val, 2 test, -1 no labels) and notes.
-
-    ``labels``: class ids 0..C-1, ``IGNORE`` for unlabelled pixels. The blocks that give each class to
-    train (and test) are drawn first among those holding pixels of it whose ``half``-window stays inside
-    the block (their patches cannot cross into another split).
-    """
-    height, width = labels.shape
-    grid_shape = (math.ceil(height / block), math.ceil(width / block))
-    counts = np.zeros((grid_shape[0] * grid_shape[1], num_classes), np.int64)
-    rows, cols = np.nonzero(labels != IGNORE)
-    ids = (rows // block) * grid_shape[1] + cols // block
-    np.add.at(counts, (ids, labels[rows, cols].astype(np.int64)), 1)
-    inside = np.zeros_like(counts)
-    keep = ((np.maximum(rows - half, 0) // block == rows // block)
-            & (np.minimum(rows + half, height - 1) // block == rows // block)
-            & (np.maximum(cols - half, 0) // block == cols // block)
-            & (np.minimum(cols + half, width - 1) // block == cols // block))  # fmt: skip
-    np.add.at(inside, (ids[keep], labels[rows[keep], cols[keep]].astype(np.int64)), 1)
-    order = [int(b) for b in np.random.default_rng(seed).permutation(np.flatnonzero(counts.sum(1) > 0))]
-    split = np.full(len(counts), -1)
-    present = [c for c in range(num_classes) if counts[:, c].sum() > 0]
-    rarest = sorted(present, key=lambda c: (int((counts[:, c] > 0).sum()), c))
-    total = counts.sum()
-    targets = np.array([shares[s] for s in SPLITS]) * total
-    for which in (0, 2):  # one block per class to train (always), then to test (within its share)
-        for c in rarest:
-            if (counts[split == which, c] > 0).any():
-                continue
-            room = np.inf if which == 0 else targets[2] - counts[split == 2].sum()
-            free = [b for b in order if split[b] == -1 and counts[b, c] > 0 and counts[b].sum() <= room]
-            free = [b for b in free if inside[b, c] > 0] or free
-            if free:
-                split[free[0]] = which
-    for b in order:
-        if split[b] == -1:
-            have = np.array([counts[split == i].sum() for i in range(3)])
-            split[b] = int(np.argmax(targets - have))
-    notes = []
-    for i, name in enumerate(SPLITS):
-        pixels = int(counts[split == i].sum())
-        notes.append(f"{name}: {int((split == i).sum())} blocks, {pixels} labelled pixels ({pixels / total:.1%})")
-    return split.reshape(grid_shape), notes
-
-
-def _crosses(grid: np.ndarray, block: int, r: int, c: int, half: int, shape: tuple[int, int]) -> bool:
-    """Whether the window around ``(r, c)`` reaches into a block of another split than its centre's."""
-    own = grid[r // block, c // block]
-    r0, r1 = max(r - half, 0) // block, min(r + half, shape[0] - 1) // block
-    c0, c1 = max(c - half, 0) // block, min(c + half, shape[1] - 1) // block
-    window = grid[r0 : r1 + 1, c0 : c1 + 1]
-    return bool(((window != own) & (window != -1)).any())
-
-
 def _stamp(*paths: Path) -> tuple[tuple[int, int], ...]:
     return tuple((p.stat().st_mtime_ns, p.stat().st_size) for p in paths)
 
@@ -375,7 +261,7 @@ class HyperspectralMat(Importer):
         keep: dict[tuple[int, int], list[list[int]]] = {}
         crossing: dict[tuple[int, int], list[list[int]]] = {}
         for r, c in zip(*np.nonzero(labels != IGNORE), strict=True):
-            where = crossing if _crosses(grid, block, int(r), int(c), half, labels.shape) else keep
+            where = crossing if crosses(grid, block, int(r), int(c), half, labels.shape) else keep
             where.setdefault((int(r) // block, int(c) // block), []).append([int(r), int(c), int(labels[r, c])])
         drop: set[tuple[tuple[int, int], int]] = set()
         if options.max_per_class is not None:
