@@ -28,11 +28,7 @@ over ``max_invalid``. ``lat`` / ``lon`` are the window centres from the bbox.
 
 from __future__ import annotations
 
-import gzip
-import json
-from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,13 +36,21 @@ import numpy as np
 from pydantic import Field
 
 from eossl.data.importers._base import IMPORTERS, Filtered, Importer, ImporterOptions, ImportItem, ImportPlan, Sample
+from eossl.data.importers._eopatch_files import (
+    TYPES,
+    array_header,
+    is_patch,
+    list_features,
+    load_array,
+    read_bbox,
+    read_timestamps,
+)
 from eossl.data.importers.raster import invalid_share, patch_grid
 from eossl.data.modality import Modality
 from eossl.data.sensors import SENSORS, sensor_modality
 from eossl.data.targets import Dates, Target
 from eossl.errors import ConfigError, ImportDataError
 
-TYPES = ("data", "data_timeless", "mask", "mask_timeless")
 TEMPORAL = ("data", "mask")
 PRESETS = {"BANDS": "s2-l1c", "BANDS-S2-L1C": "s2-l1c", "BANDS-S2-L2A": "s2-l2a"}
 WHOLE_PATCH_MAX = 128
@@ -71,115 +75,6 @@ class EOPatchOptions(ImporterOptions):
     valid_mask: str | None = Field(None, description="mask feature, nonzero = valid (e.g. IS_DATA)")
     invalid_mask: str | None = Field(None, description="mask feature, nonzero = invalid (e.g. CLM)")
     max_invalid: float = Field(0.5, ge=0.0, le=1.0, description="largest invalid share of a kept window")
-
-
-@contextmanager
-def _open(path: Path) -> Any:
-    """A file, decompressed on the fly if it ends in ``.gz``."""
-    with gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb") as handle:
-        yield handle
-
-
-def _header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype of an ``.npy`` / ``.npy.gz`` file, read from its header."""
-    try:
-        if not path.name.endswith(".gz"):
-            array = np.load(path, mmap_mode="r", allow_pickle=False)
-            return tuple(array.shape), array.dtype
-        with _open(path) as handle:
-            version = np.lib.format.read_magic(handle)
-            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, _, dtype = read(handle)
-    except (ValueError, OSError, EOFError) as exc:
-        raise ImportDataError(f"'{path}': not a readable .npy array ({exc})") from None
-    if dtype.hasobject:
-        raise ImportDataError(f"'{path}': holds Python objects (pickled), which eossl does not load")
-    return tuple(shape), dtype
-
-
-def _load(path: Path) -> np.ndarray:
-    """An ``.npy`` / ``.npy.gz`` array, never unpickling; errors name the file."""
-    try:
-        with _open(path) as handle:
-            return np.load(handle, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise ImportDataError(f"'{path}': not a readable .npy array; truncated or not NumPy ({exc})") from None
-
-
-def _json(patch: Path, stem: str) -> tuple[Path, Any] | None:
-    """``(file, content)`` of ``stem.json`` / ``.geojson`` (maybe ``.gz``) in ``patch``, else None."""
-    for path in sorted(patch.glob(f"{stem}.*json*")):
-        try:
-            with _open(path) as handle:
-                return path, json.load(handle)
-        except (ValueError, OSError, EOFError) as exc:
-            raise ImportDataError(f"'{path}': not readable JSON ({exc})") from None
-    return None
-
-
-def _refuse_pickled(patch: Path, stem: str) -> None:
-    """Refuse eo-learn < 1.0's pickled ``stem`` (``timestamp.pkl``, ``bbox.pkl``, or the same without extension)."""
-    for name in (stem, stem.rstrip("s")):
-        for path in (patch / f"{name}.pkl", patch / f"{name}.pkl.gz", patch / name):
-            if path.is_file():
-                raise ImportDataError(
-                    f"'{path}': a pickled {stem} (eo-learn < 1.0); eossl never unpickles files (they can run code). "
-                    f"Re-save the EOPatch with eo-learn >= 1.0 (EOPatch.load(...).save(...)) to get {stem}.json"
-                )
-
-
-def _timestamps(patch: Path) -> list[str]:
-    """The patch's acquisition times as ISO strings (``timestamps.json``; older ``timestamp.json``)."""
-    found = _json(patch, "timestamps") or _json(patch, "timestamp")
-    if found is None:
-        _refuse_pickled(patch, "timestamps")
-        raise ImportDataError(f"'{patch}': no timestamps.json, which the temporal features need")
-    path, value = found
-    try:
-        return [datetime.fromisoformat(str(t)).isoformat() for t in value]
-    except (TypeError, ValueError) as exc:
-        raise ImportDataError(f"'{path}': expected a list of ISO timestamps ({exc})") from None
-
-
-def _bbox(patch: Path) -> tuple[str, tuple[float, float, float, float]] | None:
-    """``(crs, (minx, miny, maxx, maxy))`` from ``bbox.geojson`` (None without one)."""
-    found = _json(patch, "bbox")
-    if found is None:
-        _refuse_pickled(patch, "bbox")
-        return None
-    path, value = found
-    try:
-        geometry = value.get("geometry", value)  # a Feature or the bare geometry eo-learn writes
-        crs = value.get("crs", geometry.get("crs", {})).get("properties", {}).get("name", "EPSG:4326")
-        points = np.array(list(_points(geometry["coordinates"])), float)
-        return str(crs), (*points.min(0).tolist(), *points.max(0).tolist())
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:
-        raise ImportDataError(f"'{path}': expected a GeoJSON polygon with 'crs' and 'coordinates' ({exc})") from None
-
-
-def _points(coordinates: Any) -> Any:
-    """The ``(x, y)`` pairs of nested GeoJSON coordinates."""
-    if len(coordinates) >= 2 and all(isinstance(c, (int, float)) for c in coordinates[:2]):
-        yield coordinates[:2]
-        return
-    for inner in coordinates:
-        yield from _points(inner)
-
-
-def _features(patch: Path) -> dict[str, Path]:
-    """``type/NAME`` -> file of the raster features of a patch."""
-    out: dict[str, Path] = {}
-    for ftype in TYPES:
-        for path in sorted((patch / ftype).glob("*")) if (patch / ftype).is_dir() else []:
-            name, _, ext = path.name.partition(".")
-            if ext in ("npy", "npy.gz"):
-                out[f"{ftype}/{name}"] = path
-    return out
-
-
-def _is_patch(folder: Path) -> bool:
-    names = {p.name.split(".")[0] for p in folder.iterdir()} if folder.is_dir() else set()
-    return bool(names & {*TYPES, "bbox", "timestamps", "timestamp"})
 
 
 def _resolve(name: str, features: dict[str, Path], patch: Path, types: tuple[str, ...] = TYPES) -> str:
@@ -251,11 +146,11 @@ def _pick(count: int, dates: str | int) -> list[int]:
 
 def _select(patch: Path, options: EOPatchOptions) -> tuple[dict[str, str], dict[str, str], str | None]:
     """From the first patch: chosen features (``type/NAME`` -> modality), masks (role -> feature), label."""
-    first = _features(patch)
+    first = list_features(patch)
     default = {
         k.split("/")[1]: "s2" if k.split("/")[1] in PRESETS else k.split("/")[1].lower().replace("-", "_")
         for k, p in first.items()
-        if k.split("/")[0] in ("data", "data_timeless") and np.issubdtype(_header(p)[1], np.floating)
+        if k.split("/")[0] in ("data", "data_timeless") and np.issubdtype(array_header(p)[1], np.floating)
     }
     chosen = {_resolve(f, first, patch): m for f, m in (options.features or default).items()}
     if not chosen or len(set(chosen.values())) != len(chosen):
@@ -278,7 +173,7 @@ class EOPatch(Importer):
     config = EOPatchOptions
 
     def plan(self, source: Path, options: EOPatchOptions) -> ImportPlan:
-        patches = [source] if _is_patch(source) else [p for p in sorted(source.iterdir()) if _is_patch(p)]
+        patches = [source] if is_patch(source) else [p for p in sorted(source.iterdir()) if is_patch(p)]
         if not patches:
             raise ImportDataError(
                 f"'{source}': not an EOPatch (no data/, mask_timeless/, bbox.geojson ...) nor a folder of them"
@@ -286,23 +181,23 @@ class EOPatch(Importer):
         if isinstance(options.dates, int) and options.dates < 1:
             raise ConfigError(f"dates: expected 'all' or a positive number, got {options.dates}")
         chosen, masks, label = _select(patches[0], options)
-        first = _features(patches[0])
-        gsd = _gsd(_bbox(patches[0]), _header(first[next(iter(chosen))])[0][-3])
-        modalities = {m: _modality(k, m, *_header(first[k]), options, gsd) for k, m in chosen.items()}
+        first = list_features(patches[0])
+        gsd = _gsd(read_bbox(patches[0]), array_header(first[next(iter(chosen))])[0][-3])
+        modalities = {m: _modality(k, m, *array_header(first[k]), options, gsd) for k, m in chosen.items()}
         temporal = any(k.split("/")[0] in TEMPORAL for k in chosen)
         keys = [*chosen, *masks.values(), *([label] if label else [])]
         items, capacity, shapes, values = [], 0, set(), set()
         for patch in patches:
-            features = _features(patch)
+            features = list_features(patch)
             files = tuple(features[k] for k in keys if k in features)
             try:  # a bad patch is left for read to report, so that on_error=skip can leave it out
                 missing = [k for k in keys if k not in features]
                 if missing:
                     raise ImportDataError(f"'{patch}': lacks features {missing} (has {', '.join(features) or 'none'})")
-                shape = {_header(features[k])[0][-3:-1] for k in keys}
+                shape = {array_header(features[k])[0][-3:-1] for k in keys}
                 timed = [k for k in chosen if k.split("/")[0] in TEMPORAL]
-                count = _header(features[timed[0]])[0][0] if timed else 1
-                found = set(np.unique(_load(features[label])).tolist()) if label else set()
+                count = array_header(features[timed[0]])[0][0] if timed else 1
+                found = set(np.unique(load_array(features[label])).tolist()) if label else set()
             except ImportDataError as exc:
                 items.append(ImportItem(patch.name, files, {"error": str(exc)}))
                 capacity += 1
@@ -316,7 +211,7 @@ class EOPatch(Importer):
             size = 64
         for item in items:
             if "error" not in item.info:
-                h, w = _header(item.files[0])[0][-3:-1]
+                h, w = array_header(item.files[0])[0][-3:-1]
                 n = len(_windows(h, w, size, options.stride)) * len(_pick(item.info["count"], options.dates))
                 capacity += n
         window = (size, size) if size else next(iter(shapes), (1, 1))
@@ -367,10 +262,10 @@ class EOPatch(Importer):
         if "error" in info:
             raise ImportDataError(info["error"])
         patch = Path(info["patch"])
-        arrays = {k: _load(Path(info["files"][k])) for k in info["keys"]}
+        arrays = {k: load_array(Path(info["files"][k])) for k in info["keys"]}
         height, width = arrays[info["keys"][0]].shape[-3:-1]
         temporal = [k for k in info["chosen"] if k.split("/")[0] in TEMPORAL]
-        stamps = _timestamps(patch) if temporal else []
+        stamps = read_timestamps(patch) if temporal else []
         for key, values in arrays.items():
             timed = key.split("/")[0] in TEMPORAL
             if values.ndim != (4 if timed else 3) or values.shape[-3:-1] != (height, width):
@@ -386,7 +281,7 @@ class EOPatch(Importer):
         for role, key in info["masks"].items():  # temporal (t, h, w, 1) or timeless (h, w, 1), broadcast over dates
             mask = arrays[key][..., 0] != 0
             invalid |= mask if role == "invalid" else ~mask
-        bbox = _bbox(patch)
+        bbox = read_bbox(patch)
         out: list[Sample | Filtered] = []
         windows = _windows(height, width, info["size"], options.stride)
         if not windows:
