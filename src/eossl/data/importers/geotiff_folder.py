@@ -41,7 +41,6 @@ Pixels are stored in the sensor's dtype; values that do not fit it are an error,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -51,11 +50,11 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from eossl.data.importers import _geotiff_folder_inputs as inputs
+from eossl.data.importers import _geotiff_folder_tables as tables
 from eossl.data.importers._base import IMPORTERS, Filtered, Importer, ImporterOptions, ImportItem, ImportPlan, Sample
+from eossl.data.importers._geotiff_folder_pixels import fit_dtype, patch_centres, patch_values
 from eossl.data.importers.raster import (
-    Patch,
     invalid_share,
-    open_raster,
     patch_grid,
     read_band_files,
     read_raster,
@@ -212,7 +211,7 @@ class GeoTiffFolder(Importer):
     def plan(self, source: Path, options: GeoTiffFolderOptions) -> ImportPlan:
         modality = _modality(source, options)
         root = source.parent if source.is_file() else source
-        masks = inputs.MaskFinder(source, options.masks) if options.masks else None
+        masks = tables.MaskFinder(source, options.masks) if options.masks else None
         files = inputs.list_files(source, options.pattern)
         files = masks.exclude(files) if masks is not None else files
         if not files:
@@ -246,12 +245,12 @@ class GeoTiffFolder(Importer):
         )
         targets, extra = [], {}
         if options.labels:
-            target, arrays, note = inputs.join_labels(source, options, samples, problems)
+            target, arrays, note = tables.join_labels(source, options, samples, problems)
             targets.append(target)
             extra.update(arrays)
             notes.append(note)
         if options.metadata:
-            notes.append(inputs.join_metadata(source, options, samples, problems))
+            notes.append(tables.join_metadata(source, options, samples, problems))
         if options.split_column:
             for s in samples:
                 if "split" not in s["row"]:
@@ -268,7 +267,7 @@ class GeoTiffFolder(Importer):
             )
         size = (options.patch_size,) * 2 if options.patch_size else next(iter(shapes.values()))
         if masks is not None:
-            extra["mask"] = ((1, *size), inputs.mask_dtype(samples, problems))
+            extra["mask"] = ((1, *size), tables.mask_dtype(samples, problems))
             targets.append(masks.target(options))
         if problems and options.on_error == "raise":
             shown = "; ".join(list(problems.values())[:5])
@@ -332,21 +331,21 @@ class GeoTiffFolder(Importer):
                 f"'{ref}': {shape[0]}x{shape[1]} pixels, but '{info['size_from']}' has {info['size'][0]}x"
                 f"{info['size'][1]}; without patch_size= all images must have one size (or set patch_size=)"
             )
-        mask = inputs.read_mask(Path(info["mask"]), ref, headers[best], info, options) if info["mask"] else None
+        mask = tables.read_mask(Path(info["mask"]), ref, headers[best], info, options) if info["mask"] else None
         name, dtype, nodata = info["modality"]["name"], info["modality"]["dtype"], info["modality"]["nodata"]
         extra = {} if info["labels"] is None else {"labels": np.asarray(info["labels"], dtype=np.uint8)}
         if not options.patch_size:
             values = read_raster(paths[0]) if info["layout"] == "file-per-sample" else read_band_files(paths)
-            arrays = {name: _fit(values, dtype, ref), **extra, **({} if mask is None else {"mask": mask})}
+            arrays = {name: fit_dtype(values, dtype, ref), **extra, **({} if mask is None else {"mask": mask})}
             given = "lat" in info["row"] and "lon" in info["row"]
             return [
                 Sample(item.key, arrays, _row(info, item.key, (np.nan, np.nan) if given else headers[best]["centre"]))
             ]
         patches = patch_grid(*shape, options.patch_size, options.stride)
-        centres = _centres(ref, patches) if headers[best]["crs"] else [None] * len(patches)
+        centres = patch_centres(ref, patches) if headers[best]["crs"] else [None] * len(patches)
         out: list[Sample | Filtered] = []
         reason = f"NaN/nodata share above max_invalid={options.max_invalid:g}"
-        for (patch, values), centre in zip(_patch_values(info, paths, patches, shape), centres, strict=True):
+        for (patch, values), centre in zip(patch_values(info, paths, patches, shape), centres, strict=True):
             key = f"{item.key}_r{patch.row}_c{patch.col}"
             share = invalid_share(values, nodata)
             if share > options.max_invalid or share == 1.0:
@@ -356,7 +355,7 @@ class GeoTiffFolder(Importer):
             row = _row(info, block, (np.nan, np.nan), tile=item.key)
             if centre is not None:
                 row["lat"], row["lon"] = centre
-            arrays = {name: _fit(values, dtype, ref), **extra}
+            arrays = {name: fit_dtype(values, dtype, ref), **extra}
             if mask is not None:
                 arrays["mask"] = mask[(slice(None), *patch.slices)]
             out.append(Sample(key, arrays, row))
@@ -389,52 +388,3 @@ def _check_header(path: Path, header: dict[str, Any], info: dict[str, Any], opti
             f"'{path}': its nodata tag is {tag:g} but sensor {options.sensor} has nodata {spec['nodata']}; the store "
             f"holds one nodata value: set nodata={tag:g} to use the files' tag"
         )
-
-
-def _fit(values: np.ndarray, dtype: str, path: Path) -> np.ndarray:
-    """``values`` in the sensor's dtype; an error when they do not fit (never clipped or rounded)."""
-    target = np.dtype(dtype)
-    if values.dtype == target or np.can_cast(values.dtype, target, "safe"):
-        return values.astype(target, copy=False)
-    if not np.issubdtype(target, np.integer):
-        return values.astype(target)
-    limits = np.iinfo(target)
-    whole = not np.issubdtype(values.dtype, np.floating) or bool(np.all(np.isfinite(values) & (values % 1 == 0)))
-    if whole and (values.size == 0 or (values.min() >= limits.min and values.max() <= limits.max)):
-        return values.astype(target)
-    raise ImportDataError(
-        f"'{path}': pixels of dtype {values.dtype} (from {np.nanmin(values):g} to {np.nanmax(values):g}) do not fit "
-        f"the sensor's {dtype}; describe the sensor in a YAML file with dtype: {values.dtype}"
-    )
-
-
-def _patch_values(
-    info: dict[str, Any], paths: list[Path], patches: list[Patch], shape: tuple[int, int]
-) -> Iterator[tuple[Patch, np.ndarray]]:
-    """Each patch's pixels: per-sample files read in strips of patch rows, per-band files whole."""
-    if info["layout"] == "file-per-band":
-        full = read_band_files(paths)
-        for patch in patches:
-            yield patch, full[(slice(None), *patch.slices)]
-        return
-    from rasterio.windows import Window
-
-    rows: dict[int, list[Patch]] = {}
-    for patch in patches:
-        rows.setdefault(patch.row, []).append(patch)
-    for row, group in rows.items():
-        strip = read_raster(paths[0], window=Window(0, row, shape[1], group[0].size))
-        for patch in group:
-            yield patch, strip[:, :, patch.col : patch.col + patch.size]
-
-
-def _centres(path: Path, patches: list[Patch]) -> list[tuple[float, float] | None]:
-    """``(lat, lon)`` of each patch centre, transformed in one call."""
-    from rasterio.warp import transform
-
-    if not patches:
-        return []
-    with open_raster(path) as src:
-        xy = [src.transform @ (p.col + p.size / 2, p.row + p.size / 2) for p in patches]
-        lon, lat = transform(src.crs, "EPSG:4326", [x for x, _ in xy], [y for _, y in xy])
-    return [(float(a), float(o)) for a, o in zip(lat, lon, strict=True)]
