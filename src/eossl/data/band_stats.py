@@ -13,7 +13,9 @@ class BandStatistics:
 
     8- and 16-bit integer bands (most EO products) keep an exact histogram per band, so mean, std and
     the 2nd/98th percentiles are exact; other dtypes keep float64 sums and a bounded, seeded random
-    sample of values per band for the percentiles. Non-finite values are counted.
+    sample of values per band for the percentiles. Non-finite values are counted. A band without any
+    valid value (``valid`` 0, e.g. a hyperspectral water-vapour band that is NaN everywhere) gets finite
+    placeholders: mean 0, std 1, p2 = p98 = 0, so normalising its filled values gives zeros.
     """
 
     SAMPLE_PER_BLOCK = 4096
@@ -86,12 +88,15 @@ class BandStatistics:
                 low.append(float(p2))
                 high.append(float(p98))
 
-        def physical(v: np.ndarray) -> list[float]:
-            return ((np.asarray(v, dtype=np.float64) + modality.offset) / modality.scale).tolist()
+        empty = np.asarray(count) == 0  # no valid value at all (e.g. water-vapour bands): placeholders
+
+        def physical(v: np.ndarray, placeholder: float = 0.0) -> list[float]:
+            values = (np.asarray(v, dtype=np.float64) + modality.offset) / modality.scale
+            return np.where(empty, placeholder, values).tolist()
 
         return {
             "mean": physical(mean),
-            "std": (np.maximum(std, 1e-6) / modality.scale).tolist(),
+            "std": np.where(empty, 1.0, np.maximum(std, 1e-6) / modality.scale).tolist(),
             "p2": physical(low),
             "p98": physical(high),
             "valid": np.asarray(count).astype(np.int64).tolist(),
