@@ -1,11 +1,10 @@
-"""A light segmentation decoder over any timm encoder's feature pyramid.
+"""``fpn``: a light segmentation decoder over any encoder's feature pyramid (eossl's first decoder).
 
 Every :class:`~eossl.models.interface.Encoder` gives its feature pyramid (timm's ``forward_intermediates``
-for ResNets and ViTs alike; ViT tokens come back as ``[B, C, H/p, W/p]`` grids), so one decoder serves all. Written here
-because segmentation-models-pytorch's decoders expect its own encoder wrappers, not an arbitrary
-timm model with an EO stem. The design is an FPN-style sum: each level is projected by a 1x1
-convolution, resized to the finest level, summed, refined by a 3x3 convolution and classified per
-pixel, then upsampled to the input size.
+for ResNets and ViTs alike; ViT tokens come back as ``[B, C, H/p, W/p]`` grids), so one decoder serves
+all layouts as they are. The design is an FPN-style sum: each level is projected by a 1x1 convolution,
+resized to the finest level, summed, refined by a 3x3 convolution and classified per pixel, then
+upsampled to the input size. Also the pyramid helpers (:func:`feature_pyramid`, ...).
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from eossl.models.decoders._base import DECODERS, DecoderSpec
 from eossl.models.interface import Encoder
 
 
@@ -47,6 +47,16 @@ class PyramidDecoder(nn.Module):
         )  # fmt: skip
         logits = self.classifier(self.refine(fused))
         return F.interpolate(logits, size=out_size, mode="bilinear", align_corners=False)
+
+
+@DECODERS.register("fpn")
+class FPNDecoder(PyramidDecoder):
+    """:class:`PyramidDecoder` built from a :class:`~eossl.models.decoders.DecoderSpec` (``width``: the
+    channels of the projected levels)."""
+
+    def __init__(self, spec: DecoderSpec, width: int = 64) -> None:
+        super().__init__(list(spec.channels), spec.num_outputs, width)
+        self.spec = spec
 
 
 def pyramid_channels(encoder: Encoder, size: int) -> list[int]:
