@@ -22,7 +22,7 @@ from eossl.evaluation.data import EvalData
 from eossl.evaluation.finetune import TensorBatches, in_batches
 from eossl.evaluation.multitask import FixedWeighting, UncertaintyWeighting, loss_weighting
 from eossl.evaluation.plan import check_plan
-from eossl.evaluation.tasks import task_of_kind
+from eossl.evaluation.tasks import DenseOptions, task_of_kind
 from eossl.models.adapters import configure_trainable
 from eossl.models.decoders import feature_pyramid, pyramid_and_pooled
 from eossl.models.encoders import build_encoder
@@ -177,6 +177,9 @@ OLD_CODE_PATH = {
 }  # fmt: skip
 
 
+OLD_DECODER = DenseOptions(decoder="fpn")  # the decoder of the old code path (the default is now UNet)
+
+
 def _fp32_single_task_runs(monkeypatch) -> dict[str, dict]:
     monkeypatch.setattr(finetune, "resolve_precision", lambda precision, accelerator="auto": "32-true")
     monkeypatch.setattr(finetune, "bf16_autocast", lambda device: nullcontext())
@@ -197,7 +200,16 @@ def _fp32_single_task_runs(monkeypatch) -> dict[str, dict]:
         y = targets[task]
         train, val = TensorBatches(x[:24], {task: y[:24]}), TensorBatches(x[24:], {task: y[24:]})
         result = finetune.train_task_model(
-            encoder, _normalizer(), S2, task_of_kind(task, 3), train, val, cfg, mode, accelerator="cpu", seed=1
+            encoder,
+            _normalizer(),
+            S2,
+            task_of_kind(task, 3, options=OLD_DECODER),
+            train,
+            val,
+            cfg,
+            mode,
+            accelerator="cpu",
+            seed=1,
         )
         pred = finetune.predict(result.model, in_batches(x[24:]), torch.device("cpu")).double()
         out[task] = {
@@ -330,7 +342,7 @@ def test_multitask_protocol_writes_per_task_rows_curves_and_the_report_table(sma
 
 
 def _check_plan(cfg: EvaluateConfig, encoder_name: str) -> None:
-    check_plan(cfg, EvalData(cfg).tasks, encoder_name)
+    check_plan(cfg, EvalData(cfg), encoder_name)
 
 
 def test_multitask_config_errors_name_the_key(small_store, tmp_path):

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from eossl.data.config import DataConfig
 from eossl.errors import ConfigError
 from eossl.evaluation.registry import INITS, PROTOCOLS
+from eossl.evaluation.tasks._base import DenseOptions
 from eossl.models.config import EncoderConfig
 from eossl.models.fusion_modes import FUSION_MODES
 
@@ -37,11 +38,15 @@ class FusionConfig(_Strict):
     evaluated without fusion. ``meta`` is the modality of constant planes made from the table columns
     in ``metadata``. ``sensor_dropout`` blanks random modalities while a fused encoder trains
     (fine-tuning); ``missing_at_test`` adds test rows with that modality blanked for every sample.
+    ``dates_modes``: how the two dates of a store pair are fused for change detection (``early``:
+    dates stacked into one encoder; ``siam-diff`` / ``siam-conc``: one shared encoder per date, features
+    differenced / concatenated at every level); change tasks run on the pairs of their targets.
     """
 
     candidates: list[str] = ["s2", "s1", "dem", "meta"]
     sizes: list[int] = [1, 2, 3]
     modes: list[FusionModeName] = ["late-concat"]
+    dates_modes: list[FusionModeName] = ["siam-diff"]
     metadata: list[str] = ["season", "climate_zone"]
     sensor_dropout: float = Field(0.0, ge=0, lt=1)
     missing_at_test: list[str] = []
@@ -52,6 +57,49 @@ class FusionConfig(_Strict):
         if not value or any(v < 1 for v in value):
             raise ValueError(f"combination sizes must be positive integers, got {value}")
         return sorted(set(value))
+
+    @field_validator("modes")
+    @classmethod
+    def _modes_of_modalities(cls, value: list[str]) -> list[str]:
+        dates = [m for m in value if FUSION_MODES[m].dates_only]
+        if dates:
+            raise ValueError(f"{dates} fuse two dates of one place: list them in 'fusion.dates_modes'")
+        return value
+
+    @field_validator("dates_modes")
+    @classmethod
+    def _modes_of_dates(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("'fusion.dates_modes' must name at least one mode (early, siam-diff, siam-conc)")
+        return value
+
+
+class DenseConfig(_Strict):
+    """``dense:``: how dense tasks (segmentation, pixel regression, change) are learned and scored.
+
+    ``decoder``: ``auto`` (UNet on CNN encoders, UpConv on ViTs) or a registered decoder (``unet``,
+    ``deeplabv3plus``, ``upernet``, ``upconv``, ``fpn``; ``eossl.models.decoders.DECODERS``).
+    ``boundary_weight``: cross-entropy weight of segmentation pixels within ``boundary_distance`` pixels
+    of a class boundary (1: plain cross-entropy; the talk's boundary loss for fine structures).
+    ``boundary_tolerance``: pixels a predicted boundary may be off and still count in the boundary F1.
+    """
+
+    decoder: str = "auto"
+    boundary_weight: float = Field(1.0, ge=1.0)
+    boundary_distance: int = Field(2, ge=1)
+    boundary_tolerance: int = Field(2, ge=0)
+
+    @field_validator("decoder")
+    @classmethod
+    def _known_decoder(cls, value: str) -> str:
+        from eossl.models.decoders import decoder_names
+
+        if value != "auto" and value not in decoder_names():
+            raise ValueError(f"unknown decoder '{value}' (known: {', '.join(decoder_names())})")
+        return value
+
+    def options(self) -> DenseOptions:
+        return DenseOptions(**self.model_dump())
 
 
 DEFAULT_TASKS = ["single-label", "multi-label"]
@@ -73,6 +121,7 @@ class EvaluateBase(_Strict):
     # every combination of fusion.candidates of fusion.sizes
     modalities: list[str] | Literal["auto"] | None = None
     fusion: FusionConfig = FusionConfig()
+    dense: DenseConfig = DenseConfig()
     inits: list[str] = ["checkpoint", "random", "image-stats"]
     tasks: list[str] = Field(default_factory=lambda: list(DEFAULT_TASKS), min_length=1)
     fractions: list[float] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0]

@@ -73,12 +73,20 @@ class InitRun:
 
     def runs(self, kinds: Callable[[Task], bool] | None = None, tasks: list[str] | None = None,
              fractions: list[float] | None = None) -> Iterator[tuple[Task, float, int, np.ndarray]]:  # fmt: skip
-        """``(task, fraction, seed, subset positions)`` of every run, tasks in config order."""
+        """``(task, fraction, seed, subset positions)`` of every run, tasks in config order; change tasks
+        only on the two dates of their pair, other tasks never on a pair's dates."""
         for task in self.data.tasks:
-            if (kinds is None or kinds(task)) and (tasks is None or task.name in tasks):
+            if (kinds is None or kinds(task)) and (tasks is None or task.name in tasks) and self.serves(task):
                 for fraction in fractions or self.cfg.fractions:
                     for seed in self.cfg.seeds:
                         yield task, fraction, seed, self.evaluation.subsets(task, fraction, seed)
+
+    def serves(self, task: Task) -> bool:
+        """Whether this setting's input is what ``task`` takes (a pair's two dates for change tasks)."""
+        pair = self.data.pair_of(self.setting.combo) if self.setting.pair else None
+        if task.kind.pairs:
+            return pair is not None and pair.target == task.target.name
+        return pair is None
 
     def key(self, protocol: str, task: Task, fraction: float, seed: int) -> RunKey:
         return RunKey(self.init, protocol, task, fraction, seed)
@@ -126,5 +134,6 @@ class InitRun:
         picks = map_picks(store.table, test, self.cfg.prediction_maps, group)
         images = self.data.dataset("test", self.setting.combo, positions=picks).__getitems__(list(range(len(picks))))
         inputs = {"images": images["input"], "truth": target[picks], "bands": list(self.modality.bands),
-                  "class_names": list(key.task.target.class_names or store.class_names)}  # fmt: skip
+                  "class_names": list(key.task.target.class_names or store.class_names),
+                  "dates": len(self.setting.combo) if key.task.kind.pairs else 1}  # fmt: skip
         self.evaluation.sink.save_maps(key, inputs, outputs[torch.from_numpy(picks)])

@@ -26,11 +26,11 @@ from eossl.data.metadata import (
 )
 from eossl.data.modality import Modality
 from eossl.data.store import SampleStore
-from eossl.data.targets import Target
+from eossl.data.targets import Pair, Target
 from eossl.errors import ConfigError, MetadataError
 from eossl.evaluation.batches import INPUT, identity
 from eossl.evaluation.registry import TASK_KINDS
-from eossl.evaluation.tasks._base import Task
+from eossl.evaluation.tasks._base import DenseOptions, Task
 
 if TYPE_CHECKING:
     from eossl.evaluation.config import EvaluateBase
@@ -52,9 +52,11 @@ def _num_classes(store: SampleStore, target: Target) -> int:
     return int(values.max()) + 1 if values.size else 0
 
 
-def resolve_tasks(requested: list[str], store: SampleStore, explicit: bool = True) -> list[Task]:
+def resolve_tasks(requested: list[str], store: SampleStore, explicit: bool = True,
+                  options: DenseOptions | None = None) -> list[Task]:  # fmt: skip
     """The tasks named in ``requested``: each a declared target name or a kind with exactly one target of
-    it in the store. With ``explicit`` False (the default task list), kinds the store lacks are left out."""
+    it in the store. With ``explicit`` False (the default task list), kinds the store lacks are left out.
+    ``options``: how dense tasks are learned and scored."""
     tasks = []
     for name in requested:
         if name in store.targets:
@@ -80,13 +82,28 @@ def resolve_tasks(requested: list[str], store: SampleStore, explicit: bool = Tru
                 f"'tasks': target '{target.name}' is of kind '{target.kind}', which has no evaluation task yet "
                 f"(evaluated kinds: {', '.join(TASK_KINDS.names())})"
             )
-        tasks.append(Task(name, TASK_KINDS[target.kind](), target, _num_classes(store, target)))
+        tasks.append(Task(name, TASK_KINDS[target.kind](options), target, _num_classes(store, target)))
     if not tasks:
         raise ConfigError(
             f"'tasks': store '{store.path}' declares none of the default tasks ({', '.join(requested)}); "
             f"name its targets ({', '.join(store.targets) or 'none declared'})"
         )
     return tasks
+
+
+def task_pairs(store: SampleStore, tasks: list[Task]) -> dict[tuple[str, str], Pair]:
+    """The store pairs (by their two modalities) whose change targets are among the pair tasks of ``tasks``."""
+    pairs: dict[tuple[str, str], Pair] = {}
+    for task in (t for t in tasks if t.kind.pairs):
+        found = [p for p in store.pairs.values() if p.target == task.target.name]
+        if not found:
+            declared = ", ".join(f"{p.name} ({p.before} -> {p.after}, {p.target})" for p in store.pairs.values())
+            raise ConfigError(
+                f"'tasks': '{task.name}' is a {task.kind.name} task on target '{task.target.name}', but store "
+                f"'{store.path}' declares no pair of two dates with that target (pairs: {declared or 'none'})"
+            )
+        pairs.update({(p.before, p.after): p for p in found})
+    return pairs
 
 
 class CombinationDataset(Dataset):
@@ -117,17 +134,21 @@ class EvalData:
     """Store, splits, tasks and streamed batches of one evaluation (see the module docstring)."""
 
     def __init__(self, cfg: EvaluateBase) -> None:
-        combos = cfg.combinations()
-        wanted = list(dict.fromkeys(m for combo in combos for m in combo))
-        self.images = [m for m in wanted if m != METADATA_MODALITY]
         store = SampleStore(cfg.data.store)
+        self.tasks = resolve_tasks(cfg.tasks, store, explicit=cfg.tasks_explicit, options=cfg.dense.options())
+        self.pairs = task_pairs(store, self.tasks)
+        self.combos = cfg.combinations()
+        if cfg.modalities is None and self.pairs:  # change tasks run on their pairs' dates
+            pair_combos = [(p.before, p.after) for p in self.pairs.values()]
+            self.combos = pair_combos if all(t.kind.pairs for t in self.tasks) else self.combos + pair_combos
+        wanted = list(dict.fromkeys(m for combo in self.combos for m in combo))
+        self.images = [m for m in wanted if m != METADATA_MODALITY]
         for name in self.images:
             if name not in store.modalities:
                 raise ConfigError(f"'modalities': store '{store.path}' has no modality '{name}' "
                                   f"(it has: {', '.join(store.modalities)})")  # fmt: skip
             if not store.modalities[name].continuous:
                 raise ConfigError(f"'modalities': '{name}' is {store.modalities[name].kind}, not image bands")
-        self.tasks = resolve_tasks(cfg.tasks, store, explicit=cfg.tasks_explicit)
         targets = sorted({t.target.name for t in self.tasks} | {t.stratify for t in self.tasks})
         for name in targets:
             store.target(name)  # a strata target that is not declared fails here, by name
@@ -151,6 +172,10 @@ class EvalData:
             self.stats[METADATA_MODALITY] = {"mean": [0.0] * len(names), "std": [1.0] * len(names)}
 
     # -- combinations ------------------------------------------------------------------------------
+    def pair_of(self, combo: tuple[str, ...]) -> Pair | None:
+        """The store pair whose two dates ``combo`` is, for the evaluated change tasks (else None)."""
+        return self.pairs.get(combo) if len(combo) == 2 else None
+
     def modality(self, combo: tuple[str, ...]) -> Modality:
         """The input modality of a combination: the modality itself, or the stacked virtual modality."""
         name = "+".join(combo)

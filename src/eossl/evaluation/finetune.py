@@ -14,7 +14,7 @@ rotations), applied to masks with the same parameters.
 
 Multi-task learning is the same loop with several tasks (:func:`train_multitask_model`): one encoder
 pass per batch feeds every head (a linear head on the pooled features for pooled tasks, a
-:class:`~eossl.models.decoders.PyramidDecoder` for dense ones), the loss is a weighted sum of the
+decoder of :data:`~eossl.models.decoders.DECODERS` for dense ones, ``dense.decoder``), the loss is a weighted sum of the
 tasks' losses (:mod:`eossl.evaluation.multitask`: fixed or learned uncertainty weights), and the
 model-selection / early-stopping score is the mean over tasks of their primary validation metrics
 (sign-flipped where lower is better). A single task (:func:`train_task_model`) is the special case
@@ -42,7 +42,7 @@ from eossl.evaluation.multitask import FixedWeighting, LossWeighting, loss_weigh
 from eossl.evaluation.protocols._trained_config import TrainedProtocolConfig
 from eossl.evaluation.tasks._base import Task
 from eossl.models.adapters import AdapterOptions, configure_trainable, count_parameters
-from eossl.models.decoders import PyramidDecoder
+from eossl.models.decoders import build_decoder
 from eossl.models.interface import Encoder
 from eossl.training import bf16_autocast, resolve_precision
 
@@ -57,7 +57,8 @@ def _continuous_mask(task: Task) -> Modality:
 
 class TaskModel(L.LightningModule):
     """Normaliser + encoder + one head per task, in ``heads`` keyed by task name: a linear head on the
-    pooled features (pooled tasks) or a pyramid decoder (dense tasks).
+    pooled features (pooled tasks) or a decoder on the feature pyramid (dense tasks; the task options'
+    ``decoder``).
 
     ``forward`` runs the encoder once and returns every task's outputs by name. ``weighting`` combines
     the tasks' losses (default: fixed weights of 1). Batches are dicts with ``"input"`` and each task's
@@ -87,10 +88,9 @@ class TaskModel(L.LightningModule):
         self.encoder, self.normalizer, self.modality = encoder, normalizer, modality.name
         self.tasks: dict[str, Task] = {t.name: t for t in tasks}
         dense = [t for t in tasks if t.dense]
-        channels = encoder.feature_channels(image_size) if dense else []
         self.heads = nn.ModuleDict(
             {
-                t.name: PyramidDecoder(channels, t.num_outputs()) if t.dense
+                t.name: build_decoder(t.kind.options.decoder, encoder, image_size, t.num_outputs()) if t.dense
                 else nn.Linear(int(encoder.num_features), t.num_outputs())
                 for t in tasks
             }

@@ -10,7 +10,7 @@ from eossl.evaluation.registry import PROTOCOLS
 
 if TYPE_CHECKING:
     from eossl.evaluation.config import EvaluateBase
-    from eossl.evaluation.tasks._base import Task
+    from eossl.evaluation.data import EvalData
 
 
 def enabled_protocols(cfg: EvaluateBase) -> list[Protocol]:
@@ -19,10 +19,11 @@ def enabled_protocols(cfg: EvaluateBase) -> list[Protocol]:
     return sorted((p for p in protocols if p.enabled), key=lambda p: p.order)
 
 
-def check_plan(cfg: EvaluateBase, tasks: list[Task], encoder_name: str | None) -> list[Protocol]:
+def check_plan(cfg: EvaluateBase, data: EvalData, encoder_name: str | None) -> list[Protocol]:
     """Fail before any training on settings that cannot run (``encoder_name`` None: not known yet, because
     a checkpoint decides the architecture); return the enabled protocols."""
-    plan = Plan(cfg, tasks, cfg.combinations(), encoder_name)
+    tasks = data.tasks
+    plan = Plan(cfg, tasks, data.combos, encoder_name, list(data.pairs))
     protocols = enabled_protocols(cfg)
     for protocol in protocols:
         protocol.check(plan)

@@ -155,8 +155,44 @@ def plot_convergence(curves: pd.DataFrame, path: Path, kinds: dict[str, str] | N
 
 
 def _rgb(image: torch.Tensor, bands: list[str]) -> np.ndarray:
-    picks = [bands.index(b) for b in ("B4", "B3", "B2")] if {"B4", "B3", "B2"} <= set(bands) else [0, 0, 0]
+    """A stretched true-colour view of ``image``: B4/B3/B2 (a modality prefix such as ``s2:`` allowed), else band 0."""
+    plain = [b.rpartition(":")[2] for b in bands]
+    picks = [plain.index(b) for b in ("B4", "B3", "B2")] if {"B4", "B3", "B2"} <= set(plain) else [0, 0, 0]
     return stretch(torch.nan_to_num(image[picks].float()).permute(1, 2, 0).numpy())
+
+
+def _dates(image: torch.Tensor, bands: list[str], dates: int) -> list[tuple[str, np.ndarray]]:
+    """One RGB panel per date of a stacked multi-date input (one panel for a single date)."""
+    if dates <= 1:
+        return [("image", _rgb(image, bands))]
+    per_date = len(bands) // dates
+    return [(f"date {d + 1}", _rgb(image[d * per_date : (d + 1) * per_date], bands[d * per_date : (d + 1) * per_date]))
+            for d in range(dates)]  # fmt: skip
+
+
+ERROR_COLOURS = {"correct": (0.85, 0.85, 0.85), "wrong": (0.84, 0.15, 0.16), "ignored": (0.0, 0.0, 0.0),
+                 "missed": (0.12, 0.47, 0.71), "hit": (1.0, 1.0, 1.0)}  # fmt: skip
+
+
+def error_map(predicted: np.ndarray, truth: np.ndarray, binary: bool, ignore: int = 255) -> np.ndarray:
+    """An RGB map of where ``predicted`` is wrong: classes grey where right and red where wrong; binary
+    (change) maps white for hits, red for false alarms, blue for misses; unlabelled pixels (``ignore``
+    or negative) black."""
+    labelled = (truth >= 0) & (truth != ignore)
+    right, wrong = labelled & (predicted == truth), labelled & (predicted != truth)
+    cases = {"correct": right, "wrong": wrong}
+    if binary:
+        cases = {"correct": right & (truth == 0), "hit": right & (truth == 1), "wrong": wrong & (truth == 0),
+                 "missed": wrong & (truth == 1)}  # fmt: skip
+    out = np.empty((*truth.shape, 3))
+    out[:] = ERROR_COLOURS["ignored"]
+    for case, where in cases.items():
+        out[where] = ERROR_COLOURS[case]
+    return out
+
+
+def _abs_error(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    return np.abs(predicted.astype(np.float64) - truth.astype(np.float64))
 
 
 def _load(path: Path) -> object:
@@ -179,31 +215,41 @@ def _prediction_files(folder: Path, task: str) -> list[Path]:
 
 
 def plot_prediction_maps(folder: Path, task: str, path: Path) -> Path | None:
-    """Rows: test samples; columns: image, truth, then each (protocol, init)'s predicted map (classes
-    in the store's class colours; continuous maps, e.g. pixel regression, on one shared colour scale)."""
+    """Rows: test samples; columns: the image (each date for change detection), the truth, then for each
+    (protocol, init) its predicted map and its errors (classes in the store's class colours, errors red,
+    change misses blue; continuous maps on one shared colour scale, errors as absolute differences)."""
     inputs_path = folder / f"{task}-inputs.pt"
     if not inputs_path.exists():
         return None
     inputs = _load(inputs_path)
     predictions = {p.stem.removeprefix(f"{task}-"): _load(p) for p in _prediction_files(folder, task)}
     truth = torch.as_tensor(inputs["truth"])
-    if truth.is_floating_point():
+    continuous = truth.is_floating_point()
+    if continuous:
         finite = truth[torch.isfinite(truth)]
         low, high = (float(finite.min()), float(finite.max())) if finite.numel() else (0.0, 1.0)
         style = {"cmap": "viridis", "vmin": low, "vmax": high, "interpolation": "nearest"}
+        error_style = {"cmap": "magma", "vmin": 0, "vmax": max(high - low, 1e-6), "interpolation": "nearest"}
     else:
         names = list(inputs["class_names"]) or [str(i) for i in range(int(truth.max()) + 1)]
         colours = list(WORLDCOVER_COLOURS[: len(names)]) if len(names) <= len(WORLDCOVER_COLOURS) else None
         cmap = ListedColormap(colours) if colours else "tab20"
         style = {"cmap": cmap, "vmin": 0, "vmax": len(names) - 1, "interpolation": "nearest"}
-    rows, cols = len(inputs["images"]), 2 + len(predictions)
+        error_style = {"interpolation": "nearest"}
+    dates = int(inputs.get("dates", 1))
+    binary = not continuous and dates > 1
+    rows, cols = len(inputs["images"]), max(dates, 1) + 1 + 2 * len(predictions)
     fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 1.9 * rows + 0.4), squeeze=False)
     for r in range(rows):
-        panels = [("image", _rgb(inputs["images"][r], inputs["bands"])), ("truth", _map(truth[r]))]
-        panels += [(name, _map(pred[r])) for name, pred in predictions.items()]
-        for c, (title, image) in enumerate(panels):
+        images = _dates(inputs["images"][r], list(inputs["bands"]), dates)
+        panels = [(title, image, {}) for title, image in images] + [("truth", _map(truth[r]), style)]
+        for name, pred in predictions.items():
+            predicted, expected = _map(pred[r]), _map(truth[r])
+            errors = _abs_error(predicted, expected) if continuous else error_map(predicted, expected, binary)
+            panels += [(name, predicted, style), ("errors", errors, error_style)]
+        for c, (title, image, panel_style) in enumerate(panels):
             ax = axes[r][c]
-            ax.imshow(image, **({} if c == 0 else style))
+            ax.imshow(image, **panel_style)
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:

@@ -13,6 +13,9 @@ trained protocols, the budget rule's record (:mod:`eossl.evaluation.budget`): ``
 steps the rule gave the run; ``steps`` is what it ran), ``lr`` and ``encoder_lr_factor`` (the grid
 point chosen on validation), ``stopped`` (``early`` or ``budget``) and ``converged`` (whether the
 validation metric had stopped improving); older files have them empty, so their convergence is unknown.
+Version 6 adds ``decoder`` (the registered decoder of a dense task's run, e.g. ``unet``; empty for pooled
+tasks and older files) and the change-detection kind ``change`` (metrics ``f1``, ``precision``,
+``recall``, ``iou`` of the change class and ``overall_accuracy``).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import pandas as pd
 from eossl.evaluation.registry import TASK_KINDS, kind_order
 from eossl.io import atomic_path
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 RESULT_COLUMNS = [
     "init",
     "protocol",
@@ -35,6 +38,7 @@ RESULT_COLUMNS = [
     "metric",
     "value",
     "encoder",
+    "decoder",
     "modality",
     "fusion",
     "missing",

@@ -30,6 +30,7 @@ from eossl.checkpoints import PretrainedEncoder, load_pretrained_encoders
 from eossl.evaluation.context import Evaluation
 from eossl.evaluation.data import EvalData
 from eossl.evaluation.inits._base import Init
+from eossl.evaluation.inits.checkpoint import with_pair_dates
 from eossl.evaluation.plan import check_plan
 from eossl.evaluation.protocols._base import Protocol
 from eossl.evaluation.registry import INITS
@@ -43,12 +44,16 @@ if TYPE_CHECKING:
     from eossl.evaluation.config import EvaluateBase
 
 
-def settings(cfg: EvaluateBase) -> list[Setting]:
-    """Single modalities unfused, then every combination once per fusion mode."""
-    combos = cfg.combinations()
-    return [Setting(c) for c in combos if len(c) == 1] + [
-        Setting(c, mode) for c in combos if len(c) > 1 for mode in cfg.fusion.modes
-    ]
+def settings(cfg: EvaluateBase, data: EvalData) -> list[Setting]:
+    """Single modalities unfused, then every combination once per fusion mode (the two dates of a
+    change task's pair once per ``fusion.dates_modes``)."""
+    combos = data.combos
+    fused = []
+    for combo in (c for c in combos if len(c) > 1):
+        pair = data.pair_of(combo)
+        modes = cfg.fusion.dates_modes if pair is not None else cfg.fusion.modes
+        fused += [Setting(combo, mode, pair.name if pair is not None else None) for mode in modes]
+    return [Setting(c) for c in combos if len(c) == 1] + fused
 
 
 def _pretrained(cfg: EvaluateBase) -> dict[str, PretrainedEncoder]:
@@ -73,12 +78,12 @@ def run_evaluate(cfg: EvaluateBase, log: Callable[[str], None] = print) -> pd.Da
         init.check()
     data = EvalData(cfg)
     # a checkpoint decides the architecture: the plan is checked without it first, then with its encoder
-    protocols = check_plan(cfg, data.tasks, None if "checkpoint" in cfg.inits else cfg.encoder.name)
+    protocols = check_plan(cfg, data, None if "checkpoint" in cfg.inits else cfg.encoder.name)
     subsets = LabelSubsets(data.store, data.splits["train"], data.tasks, cfg.fractions, cfg.seeds)
-    pretrained = _pretrained(cfg)
+    pretrained = with_pair_dates(_pretrained(cfg), data.pairs.values(), "early" in cfg.fusion.dates_modes)
     if pretrained:
         inits = [INITS[name](cfg, pretrained) for name in cfg.inits]
-        protocols = check_plan(cfg, data.tasks, next(iter(pretrained.values())).encoder_name)
+        protocols = check_plan(cfg, data, next(iter(pretrained.values())).encoder_name)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     write_yaml_atomic(out / "config.yaml", cfg.model_dump(mode="json"))
@@ -86,7 +91,7 @@ def run_evaluate(cfg: EvaluateBase, log: Callable[[str], None] = print) -> pd.Da
     device = default_device() if cfg.accelerator == "auto" else torch.device(cfg.accelerator)
     sink = ResultSink(out, cfg.prediction_maps, cfg.seeds[0])
     evaluation = Evaluation(cfg, data, subsets, sink, device, log)
-    for setting in settings(cfg):
+    for setting in settings(cfg, data):
         sink.setting = setting
         for init in inits:
             reason = init.unavailable(setting)

@@ -29,10 +29,12 @@ class RunKey:
 
 @dataclass(frozen=True)
 class Setting:
-    """A modality combination and how it is fused (``none`` for a single modality)."""
+    """A modality combination and how it is fused (``none`` for a single modality); ``pair``: the store
+    pair whose two dates the combination is (change detection), else None."""
 
     combo: tuple[str, ...]
     fusion: str = "none"
+    pair: str | None = None
 
     @property
     def name(self) -> str:
@@ -80,7 +82,8 @@ class ResultSink:
         folder = self.out / "predictions"
         save_atomic(inputs, folder / f"{key.task.name}-inputs.pt")  # rewritten: a rerun must not show stale maps
         predicted = outputs.argmax(1).to(torch.uint8) if key.task.kind.classes else outputs.float()
-        save_atomic(predicted, folder / f"{key.task.name}-{key.protocol}-{key.init}.pt")
+        fused = "" if self.setting.fusion == "none" else f"-{self.setting.fusion}"  # change: one map per fusion
+        save_atomic(predicted, folder / f"{key.task.name}-{key.protocol}-{key.init}{fused}.pt")
 
     def results(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=RESULT_COLUMNS)

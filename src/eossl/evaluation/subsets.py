@@ -45,6 +45,25 @@ def _values(store: SampleStore, target: Target) -> np.ndarray:
     return store.read(target.array).reshape(len(store), -1).astype(np.float64).mean(axis=1)
 
 
+def _places(store: SampleStore) -> np.ndarray:
+    """The place of every sample: the declared dates group, else ``location_id``, else the sample itself."""
+    group = store.dates.group if store.dates is not None else "location_id"
+    if group in store.table:
+        return store.table[group].to_numpy()
+    return np.arange(len(store))
+
+
+def place_fraction(places: np.ndarray, has_class: np.ndarray, train: np.ndarray, fraction: float,
+                   seed: int) -> np.ndarray:  # fmt: skip
+    """Training samples of a nested, stratified ``fraction`` of the training places (``has_class``: per
+    sample, whether it holds class 1; a place holds it when any of its samples does)."""
+    names, inverse = np.unique(places[train], return_inverse=True)
+    holds = np.zeros(len(names), dtype=np.int64)
+    np.maximum.at(holds, inverse, has_class[train].astype(np.int64))
+    chosen = label_fraction(holds, np.arange(len(names)), fraction, seed)
+    return np.sort(train[np.isin(inverse, chosen)])
+
+
 def _bins(values: np.ndarray) -> np.ndarray:
     edges = np.unique(np.quantile(values, np.linspace(0, 1, QUANTILE_BINS + 1)[1:-1]))
     return np.digitize(values, edges)
@@ -62,7 +81,11 @@ class LabelSubsets:
             target = store.target(name)
             how = TASK_KINDS[target.kind].stratify
             num_classes = task.num_classes if name == task.target.name else target.num_classes or task.num_classes
-            if how == "presence":
+            if how == "places":
+                holds = _presence(store, target, max(num_classes, 2))[:, 1]
+                places = _places(store)
+                draw = lambda f, s, p=places, h=holds: place_fraction(p, h, train, f, s)  # noqa: E731
+            elif how == "presence":
                 presence = _presence(store, target, num_classes)
                 draw = lambda f, s, p=presence: multilabel_fraction(p, train, f, s)  # noqa: E731
             else:

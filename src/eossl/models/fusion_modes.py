@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ClassVar
 
+from eossl.errors import EncoderError
+from eossl.models.change import SiameseEncoder, SiameseFusion
 from eossl.models.encoders import TimmEncoder
 from eossl.models.fusion import EarlyFusionEncoder, LateFusionEncoder, LateFusionMode, StemFusedEncoder
 from eossl.models.interface import Encoder
@@ -24,6 +26,7 @@ class FusionMode:
 
     name: ClassVar[str]
     stacked: ClassVar[bool] = True
+    dates_only: ClassVar[bool] = False  # only for two dates of one place (change detection)
 
     def build(self, plain: PlainFactory, channels: dict[str, int], image_size: int) -> Encoder:
         """A fresh encoder of the stacked combination."""
@@ -96,3 +99,40 @@ class LateSum(LateFusion):
 @FUSION_MODES.register("late-attention")
 class LateAttention(LateFusion):
     mode = "attention"
+
+
+class SiameseFusionMode(FusionMode):
+    """Two dates of one place through one shared encoder, features fused per level (change detection:
+    :class:`~eossl.models.change.SiameseEncoder`); a checkpoint provides the first date's encoder."""
+
+    stacked = False
+    dates_only = True
+    fusion: ClassVar[SiameseFusion]
+
+    @staticmethod
+    def _bands(channels: dict[str, int]) -> int:
+        if len(channels) != 2 or len(set(channels.values())) != 1:
+            raise EncoderError(f"Siamese fusion takes two dates of one sensor, got modalities {channels}")
+        return next(iter(channels.values()))
+
+    def build(self, plain: PlainFactory, channels: dict[str, int], image_size: int) -> Encoder:
+        return SiameseEncoder(plain(self._bands(channels)), self.fusion)
+
+    def adopt(self, pretrained: dict[str, Encoder], combination: str, channels: dict[str, int],
+              image_size: int) -> Encoder:  # fmt: skip
+        self._bands(channels)
+        return SiameseEncoder(pretrained[next(iter(channels))], self.fusion)
+
+
+@FUSION_MODES.register("siam-diff")
+class SiameseDifference(SiameseFusionMode):
+    """FC-Siam-diff: the absolute difference of the two dates' features at every level."""
+
+    fusion = "diff"
+
+
+@FUSION_MODES.register("siam-conc")
+class SiameseConcatenation(SiameseFusionMode):
+    """FC-Siam-conc: the two dates' features concatenated at every level."""
+
+    fusion = "concat"

@@ -2,16 +2,46 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
 from pathlib import Path
 
-from eossl.data.normalize import check_scaling, product_mismatches
+from eossl.checkpoints import PretrainedEncoder
+from eossl.data.normalize import BandNormalizer, check_scaling, product_mismatches
+from eossl.data.targets import Pair
 from eossl.errors import ConfigError
 from eossl.evaluation.context import Evaluation
 from eossl.evaluation.inits._base import Init
 from eossl.evaluation.registry import INITS
 from eossl.evaluation.sink import Setting
+from eossl.models.change import widen_first_conv
+from eossl.models.encoders import TimmEncoder
+from eossl.models.fusion import EarlyFusionEncoder
 from eossl.models.fusion_modes import FUSION_MODES
 from eossl.models.interface import Encoder
+
+
+def with_pair_dates(pretrained: dict[str, PretrainedEncoder], pairs: Iterable[Pair],
+                    early: bool) -> dict[str, PretrainedEncoder]:  # fmt: skip
+    """``pretrained`` plus, for every store pair whose first date the checkpoint has an encoder for, the
+    second date (the same sensor: the same encoder and normalisation) and, with ``early``, the early-fusion
+    encoder of both dates (the first convolution widened, :func:`~eossl.models.change.widen_first_conv`)."""
+    out = dict(pretrained)
+    for pair in pairs:
+        first = out.get(pair.before)
+        if first is None or pair.after in out:
+            continue
+        out[pair.after] = dataclasses.replace(first, modality=pair.after, modalities=[pair.after])
+        both = f"{pair.before}+{pair.after}"
+        if early and both not in out and isinstance(first.encoder, TimmEncoder):
+            bands = first.encoder.in_chans
+            encoder = EarlyFusionEncoder(widen_first_conv(first.encoder), {pair.before: bands, pair.after: bands})
+            stats = {key: list(values) * 2 for key, values in first.stats.items()}
+            out[both] = PretrainedEncoder(
+                encoder, BandNormalizer({both: stats}, [both]), both, first.method, first.encoder_config,
+                [pair.before, pair.after], stats, list(first.bands) * 2,
+            )  # fmt: skip
+    return out
 
 
 @INITS.register("checkpoint")

@@ -4,7 +4,7 @@ section named after it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 from eossl.errors import ConfigError
@@ -19,16 +19,19 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Plan:
     """What an evaluation will run, for the protocols' checks before any work: the config, the resolved
-    tasks, the modality combinations and the encoder's timm name (None while a checkpoint decides it)."""
+    tasks, the modality combinations, the encoder's timm name (None while a checkpoint decides it) and
+    the combinations that are the two dates of a store pair (change detection)."""
 
     cfg: EvaluateBase
     tasks: list[Task]
     combos: list[tuple[str, ...]]
     encoder_name: str | None
+    pairs: list[tuple[str, ...]] = field(default_factory=list)
 
     @property
     def fused(self) -> list[tuple[str, ...]]:
-        return [c for c in self.combos if len(c) > 1]
+        """Combinations of several modalities (the two dates of a pair are not: they are one sensor)."""
+        return [c for c in self.combos if len(c) > 1 and c not in self.pairs]
 
 
 class Protocol:

@@ -64,7 +64,8 @@ def train_and_test(run: InitRun, protocol: str, mode: str, section: TrainedProto
         degraded = {a: predict(result.model, run.test_inputs(absent=a), device) for a in run.missing_at_test()}
         extra = {
             "encoder": run.encoder_name, "num_labels": len(subset), "trainable_params": result.trainable_encoder_params,
-            "head_params": result.head_params, **result.run.columns(),
+            "head_params": result.head_params, "decoder": getattr(result.model.heads[task.name], "name", ""),
+            **result.run.columns(),
         }  # fmt: skip
         run.record(run.key(protocol, task, fraction, seed), outputs, degraded, result.history, extra, max(fractions))
     run.evaluation.log(f"  {run.setting.label:<14} {run.init:<12} {protocol:<16} {time.perf_counter() - started:.0f}s")

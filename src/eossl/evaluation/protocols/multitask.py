@@ -116,7 +116,8 @@ class MultitaskProtocol(TrainedProtocol):
                     extra = {
                         "encoder": run.encoder_name, "num_labels": len(subset),
                         "trainable_params": result.trainable_encoder_params,
-                        "head_params": result.head_params[task.name], **result.run.columns(),
+                        "head_params": result.head_params[task.name],
+                        "decoder": getattr(result.model.heads[task.name], "name", ""), **result.run.columns(),
                     }  # fmt: skip
                     lost = {absent: out[task.name] for absent, out in degraded.items()}
                     run.record(run.key(protocol, task, fraction, seed), outputs[task.name], lost,
