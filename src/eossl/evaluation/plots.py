@@ -170,6 +170,7 @@ def _dates(image: torch.Tensor, bands: list[str], dates: int) -> list[tuple[str,
             for d in range(dates)]  # fmt: skip
 
 
+CHANGE_COLOURS = ("#262626", "#f5b800")  # no change, change
 ERROR_COLOURS = {"correct": (0.85, 0.85, 0.85), "wrong": (0.84, 0.15, 0.16), "ignored": (0.0, 0.0, 0.0),
                  "missed": (0.12, 0.47, 0.71), "hit": (1.0, 1.0, 1.0)}  # fmt: skip
 
@@ -233,6 +234,8 @@ def plot_prediction_maps(folder: Path, task: str, path: Path) -> Path | None:
     else:
         names = list(inputs["class_names"]) or [str(i) for i in range(int(truth.max()) + 1)]
         colours = list(WORLDCOVER_COLOURS[: len(names)]) if len(names) <= len(WORLDCOVER_COLOURS) else None
+        if int(inputs.get("dates", 1)) > 1:
+            colours = list(CHANGE_COLOURS)  # change maps: dark where nothing changed, bright where it did
         cmap = ListedColormap(colours) if colours else "tab20"
         style = {"cmap": cmap, "vmin": 0, "vmax": len(names) - 1, "interpolation": "nearest"}
         error_style = {"interpolation": "nearest"}

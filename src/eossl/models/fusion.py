@@ -295,6 +295,13 @@ class EarlyFusionEncoder(Encoder):
     def forward_pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.encoder.forward_pyramid(self._fill(x))
 
+    def layer_groups(self) -> list[list[nn.Parameter]]:
+        """The inner encoder's layer groups, input first (the first-layers adapter mode)."""
+        groups = getattr(self.encoder, "layer_groups", None)
+        if not callable(groups):
+            raise EncoderError(f"{type(self.encoder).__name__} has no layer groups")
+        return groups()
+
 
 def set_sensor_dropout(encoder: nn.Module, probability: float) -> None:
     """Set the sensor dropout of every fusion module inside ``encoder`` (acts in training mode only)."""

@@ -9,7 +9,7 @@ from pathlib import Path
 from eossl.checkpoints import PretrainedEncoder
 from eossl.data.normalize import BandNormalizer, check_scaling, product_mismatches
 from eossl.data.targets import Pair
-from eossl.errors import ConfigError
+from eossl.errors import ConfigError, EncoderError
 from eossl.evaluation.context import Evaluation
 from eossl.evaluation.inits._base import Init
 from eossl.evaluation.registry import INITS
@@ -35,7 +35,11 @@ def with_pair_dates(pretrained: dict[str, PretrainedEncoder], pairs: Iterable[Pa
         both = f"{pair.before}+{pair.after}"
         if early and both not in out and isinstance(first.encoder, TimmEncoder):
             bands = first.encoder.in_chans
-            encoder = EarlyFusionEncoder(widen_first_conv(first.encoder), {pair.before: bands, pair.after: bands})
+            try:
+                widened = widen_first_conv(first.encoder)
+            except EncoderError:  # no single input convolution (e.g. wavelength-conditioned): early is skipped
+                continue
+            encoder = EarlyFusionEncoder(widened, {pair.before: bands, pair.after: bands})
             stats = {key: list(values) * 2 for key, values in first.stats.items()}
             out[both] = PretrainedEncoder(
                 encoder, BandNormalizer({both: stats}, [both]), both, first.method, first.encoder_config,
