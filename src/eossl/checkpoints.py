@@ -136,6 +136,14 @@ def _state_under(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch
     return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
 
 
+def _wavelengths(meta: dict[str, Any], names: list[str] | dict[str, int]) -> list[float] | None:
+    """The band centres (nm) of the checkpoint's modalities ``names`` stacked, or None when one has none."""
+    declared = {m["name"]: m.get("wavelengths_nm") for m in meta["modalities"]}
+    if any(not declared.get(n) for n in names):
+        return None
+    return [float(w) for n in names for w in declared[n]]
+
+
 def _rebuild(name: str, spec: dict[str, Any], meta: dict[str, Any], state: dict, built: dict[str, Encoder],
              path: Path) -> Encoder:  # fmt: skip
     encoder_config = {**meta["config"]["encoder"], "weights_file": None}  # every weight is in the checkpoint
@@ -148,10 +156,11 @@ def _rebuild(name: str, spec: dict[str, Any], meta: dict[str, Any], state: dict,
             )
         return source.single(spec["modality"]).eval()
     if kind == "plain":
-        encoder = encoder_from_config(encoder_config, int(spec["in_chans"]))
+        encoder = encoder_from_config(encoder_config, int(spec["in_chans"]), wavelengths=_wavelengths(meta, [name]))
     elif kind == "stems":
         channels = {k: int(v) for k, v in spec["channels"].items()}
-        encoder = with_modality_stems(encoder_from_config(encoder_config, sum(channels.values())), channels)
+        trunk = encoder_from_config(encoder_config, sum(channels.values()), wavelengths=_wavelengths(meta, channels))
+        encoder = with_modality_stems(trunk, channels)
     else:
         raise CheckpointError(f"checkpoint '{path}': encoder '{name}' has unknown kind {kind!r}")
     weights = _state_under(state, spec["prefix"])

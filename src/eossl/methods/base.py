@@ -88,8 +88,16 @@ class PretrainMethod(L.LightningModule):
         """``self.encoder`` for the modality (ViTs take several input sizes when there are local views)."""
         multi_size = augment.local_views > 0 and is_vision_transformer(self.cfg["encoder"]["name"])
         self.encoder = encoder_from_config(
-            self.cfg["encoder"], self.channels[self.modality_name], dynamic_img_size=multi_size
-        )
+            self.cfg["encoder"], self.channels[self.modality_name], dynamic_img_size=multi_size,
+            wavelengths=self.wavelengths(self.modality_name),
+        )  # fmt: skip
+
+    def wavelengths(self, *names: str) -> list[float] | None:
+        """The band centres (nm) of modalities ``names`` stacked in order, or None when one has none."""
+        declared = {d["name"]: d.get("wavelengths_nm") for d in self.modality_descriptions}
+        if any(not declared.get(n) for n in names):
+            return None
+        return [float(w) for n in names for w in declared[n]]
 
     def export_encoders(self) -> dict[str, dict[str, Any]]:
         """How to rebuild the exported encoders from the state dict (spec format of :mod:`eossl.checkpoints`)."""

@@ -1,8 +1,10 @@
 """What trains when a pretrained encoder is fine-tuned: the ``adapter.mode`` of the evaluation protocols.
 
-``frozen`` (0 encoder parameters train: the frozen-encoder protocol), ``spectral`` (a small residual
-1-D convolution over the band axis in front of the frozen encoder, after SpectralEarth's "1D
-convolutions over bands": the spectral-adapter protocol), ``first-layers`` (the first layer groups,
+``frozen`` (0 encoder parameters train: the frozen-encoder protocol), ``spectral`` (the spectral-adapter
+protocol, after SpectralEarth's "1D convolutions over bands": an encoder with its own
+:class:`~eossl.models.encoder_zoo.spectral.SpectralReducer`, built with ``encoder.spectral_channels``,
+trains that reducer only; any other encoder gets a small residual 1-D convolution over the band axis in
+front of it, frozen, and trains that), ``first-layers`` (the first layer groups,
 stem first), ``lora`` (low-rank updates of a frozen ViT's attention projections) and ``full``
 (everything: the full fine-tuning protocol).
 """
@@ -17,6 +19,7 @@ import torch
 from torch import nn
 
 from eossl.errors import EncoderError
+from eossl.models.encoder_zoo.spectral import SpectralReducer
 from eossl.models.encoders import TimmEncoder
 from eossl.models.interface import Encoder
 from eossl.registry import Registry
@@ -116,10 +119,13 @@ def add_lora(encoder: nn.Module, rank: int = 8, alpha: float = 16, targets: tupl
 
 
 def layer_groups(encoder: Encoder) -> list[list[nn.Parameter]]:
-    """The encoder's parameters in timm's coarse layer groups, input to output (ResNet: stem, layer1..4)."""
-    if not isinstance(encoder, TimmEncoder):
+    """The encoder's parameters in timm's coarse layer groups, input to output (ResNet: stem, layer1..4;
+    a spectral encoder: its reducer, then its backbone's groups; a Siamese change encoder: its shared
+    encoder's)."""
+    groups = getattr(encoder, "layer_groups", None)
+    if not callable(groups):
         raise EncoderError(f"{type(encoder).__name__} is not a timm encoder: its layers cannot be grouped")
-    return encoder.layer_groups()
+    return groups()
 
 
 @dataclass(frozen=True)
@@ -180,11 +186,18 @@ class Full(TrainableMode):
 
 @ADAPTERS.register("spectral")
 class Spectral(TrainableMode):
-    """A new :class:`SpectralAdapter` in front of the frozen encoder trains."""
+    """The encoder's own :class:`SpectralReducer` trains when it has one (a :class:`SpectralEncoder`, or an
+    encoder wrapping one): the reducer is then the only trainable part, as in SpectralEarth's adapter
+    protocol. Otherwise a new :class:`SpectralAdapter` in front of the frozen encoder trains."""
 
     @staticmethod
     def apply(encoder: Encoder, options: AdapterOptions) -> Encoder:
         encoder.requires_grad_(False)
+        reducers = [m for m in encoder.modules() if isinstance(m, SpectralReducer)]
+        if reducers:
+            for reducer in reducers:
+                reducer.requires_grad_(True)
+            return encoder
         reference = next(encoder.parameters())
         adapter = SpectralAdapter(encoder.in_chans, options.spectral_hidden, options.spectral_kernel)
         return AdaptedEncoder(adapter.to(device=reference.device, dtype=reference.dtype), encoder)

@@ -19,6 +19,9 @@ class EncoderConfig(BaseModel):
     output_stride: Literal[8, 16, 32] | None = None
     patch_size: int | None = Field(None, gt=0)  # ViTs only; None keeps the model's own
     img_size: int | None = Field(None, gt=0)  # ViTs only; None takes the store's patch size
+    # set: a learned per-pixel 1-D spectral reducer (SpectralEarth's adapter) maps any band count to this
+    # many channels, and the named encoder is built for them (eossl.models.encoder_zoo.spectral)
+    spectral_channels: int | None = Field(None, gt=0)
 
     def with_img_size(self, size: int) -> EncoderConfig:
         """This config with ``img_size`` taken from the data when unset (ViTs need it; CNNs ignore it)."""

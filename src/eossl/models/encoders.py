@@ -2,12 +2,16 @@
 
 :class:`TimmEncoder` puts a timm model behind the :class:`~eossl.models.interface.Encoder` interface
 (the timm model itself is ``encoder.model``, an ordinary timm module with no classifier).
-``ENCODERS`` registers encoders that are not plain timm models by name; any other name is looked up
-in timm (:func:`encoder_from_config`).
+``ENCODERS`` registers encoders that are not plain timm models by name (one file each in
+:mod:`eossl.models.encoder_zoo`, found without a list); any other name is looked up in timm
+(:func:`encoder_from_config`). ``encoder.spectral_channels`` puts a learned spectral reducer
+(:class:`eossl.models.encoder_zoo.spectral.SpectralEncoder`) in front of any of them.
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -21,9 +25,11 @@ from eossl.registry import Registry
 
 Stem = Literal["imagenet", "no-maxpool", "small"]
 
-ENCODERS: Registry = Registry("encoder")
-"""Encoders registered by name (a callable ``(config: dict, in_chans: int, dynamic_img_size: bool) -> Encoder``);
-names not registered are timm model names."""
+ENCODERS: Registry = Registry("encoder", packages=("eossl.models.encoder_zoo",))
+"""Encoders registered by name (a callable ``(config: dict, in_chans: int, dynamic_img_size: bool) -> Encoder``,
+which may also take a keyword ``wavelengths``: the band centres in nm, or None); names not registered
+are timm model names. A builder with a true ``vision_transformer`` attribute is a ViT for
+:func:`is_vision_transformer` (multi-size views, LoRA)."""
 
 
 class TimmEncoder(Encoder):
@@ -73,8 +79,30 @@ class TimmEncoder(Encoder):
 
 
 def is_vision_transformer(name: str) -> bool:
-    """True for timm models built by its VisionTransformer class (vit_*, deit_*, ...)."""
-    return timm.models.model_entrypoint(name).__module__.endswith("vision_transformer")
+    """True for timm models built by its VisionTransformer class (vit_*, deit_*, ...) and for registered
+    encoders whose builder says so (``vision_transformer = True``); False for any other name."""
+    if name in ENCODERS:
+        return bool(getattr(ENCODERS[name], "vision_transformer", False))
+    return _timm_family(name) == "vision_transformer"
+
+
+def takes_wavelengths(name: str) -> bool:
+    """Whether the encoder ``name`` is built from its bands' wavelengths (a registered builder with a
+    ``wavelengths`` keyword, e.g. ``wavelength-vit-s``)."""
+    return name in ENCODERS and "wavelengths" in inspect.signature(ENCODERS[name]).parameters
+
+
+def _timm_family(name: str) -> str | None:
+    """The timm module that builds model ``name`` (``vision_transformer``, ``swin_transformer``, ...), or None."""
+    if name not in timm.list_models():
+        return None
+    return timm.models.model_entrypoint(name).__module__.rpartition(".")[2]
+
+
+def swin_window(grid: int, largest: int = 7) -> int:
+    """The largest window (at most ``largest``, Swin's 7) that divides a ``grid`` x ``grid`` token map:
+    4 for 32-px inputs with 4-px patches (8x8 tokens), 7 for 224 px. Later, smaller stages clamp it."""
+    return max(w for w in range(1, largest + 1) if grid % w == 0)
 
 
 def build_encoder(
@@ -99,8 +127,14 @@ def build_encoder(
 
     ViTs: ``img_size`` (the patch size of the store's samples) and ``patch_size`` (tokens are
     ``patch_size`` pixels square: 4 on 32-px samples gives 64 tokens) size the positional embedding;
-    features are the mean of the patch tokens. ``dynamic_img_size`` lets one ViT take several input
-    sizes (multi-crop).
+    features are the mean of the patch tokens. ViTs are always built with timm's
+    ``dynamic_img_size``: the position embedding is interpolated, so one ViT takes any input size that
+    is a multiple of its patch size (multi-crop views, another store); ``dynamic_img_size`` is kept for
+    the callers that ask for it.
+
+    Swin (``swin_*``): ``img_size`` (default 224) and ``patch_size`` (default the model's, 4) fix the
+    token grid, and the attention window is the largest one up to 7 that divides it
+    (:func:`swin_window`: 4 for 32 or 64 px); the pyramid is its 4 stages in NCHW.
 
     ``weights_file`` (a local safetensors or ``.pth`` state dict of the same timm architecture, e.g.
     ImageNet weights) initialises the encoder through timm's own pretrained loader, offline: it
@@ -119,7 +153,7 @@ def build_encoder(
     if is_vision_transformer(name):
         if output_stride not in (None, 32) or stem != "imagenet":
             raise EncoderError(f"encoder '{name}' is a ViT: set patch_size, not output_stride or stem")
-        kwargs: dict = {"img_size": img_size or 224, "global_pool": "avg", "dynamic_img_size": dynamic_img_size}
+        kwargs: dict = {"img_size": img_size or 224, "global_pool": "avg", "dynamic_img_size": True}
         if patch_size is not None:
             kwargs["patch_size"] = patch_size
         if img_size is not None and patch_size is not None and img_size % patch_size:
@@ -127,6 +161,17 @@ def build_encoder(
         if pretrained and "fc_norm.weight" not in pretrained["pretrained_cfg_overlay"]["state_dict"]:
             kwargs["fc_norm"] = False  # keep the file's token norm instead of a fresh norm after pooling
         model = _create(name, in_chans, pretrained, **kwargs)
+    elif _timm_family(name) == "swin_transformer":
+        if output_stride not in (None, 32) or stem != "imagenet":
+            raise EncoderError(
+                f"encoder '{name}' is a Swin transformer: set img_size/patch_size, not output_stride or stem"
+            )
+        size = img_size or 224
+        patch = patch_size or 4  # every timm Swin embeds 4-px patches
+        if size % (patch * 8):  # three patch mergings halve the grid three times
+            raise EncoderError(f"encoder '{name}': img_size {size} is not a multiple of 8 x patch_size {patch}")
+        swin = {"img_size": size, "patch_size": patch, "window_size": swin_window(size // patch)}
+        model = _create(name, in_chans, pretrained, **swin)
     else:
         if patch_size is not None:
             raise EncoderError(f"encoder '{name}' is not a ViT: patch_size does not apply (use stem/output_stride)")
@@ -180,11 +225,26 @@ def _create(name: str, in_chans: int, pretrained: dict, **kwargs) -> nn.Module:
     return model
 
 
-def encoder_from_config(config: dict, in_chans: int, dynamic_img_size: bool = False) -> Encoder:
+def encoder_from_config(
+    config: dict, in_chans: int, dynamic_img_size: bool = False, wavelengths: Sequence[float] | None = None
+) -> Encoder:
     """The encoder of an ``encoder`` config section (as saved in checkpoints): a registered encoder
-    (:data:`ENCODERS`) or a timm model (:func:`build_encoder`)."""
+    (:data:`ENCODERS`) or a timm model (:func:`build_encoder`).
+
+    ``wavelengths``: the centre wavelengths (nm) of the ``in_chans`` bands, where the modality declares
+    them; passed on to registered builders that take a ``wavelengths`` keyword (wavelength-conditioned
+    encoders), ignored by the others. ``spectral_channels`` (when set) builds the named encoder for that
+    many bands behind a learned :class:`~eossl.models.encoder_zoo.spectral.SpectralReducer`.
+    """
+    spectral = config.get("spectral_channels")
+    if spectral is not None:
+        from eossl.models.encoder_zoo.spectral import spectral_encoder_from_config
+
+        return spectral_encoder_from_config(config, in_chans, dynamic_img_size, wavelengths)
     name = config["name"]
     if name in ENCODERS:
+        if takes_wavelengths(name):
+            return ENCODERS[name](config, in_chans, dynamic_img_size, wavelengths=wavelengths)
         return ENCODERS[name](config, in_chans, dynamic_img_size)
     if name not in timm.list_models():
         registered = ", ".join(ENCODERS.names())

@@ -3,6 +3,7 @@ statistics). Each registers in :data:`eossl.evaluation.registry.INITS` and may o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -96,17 +97,18 @@ class FreshInit(Init):
     def weights_file(self) -> Path | None:
         return None
 
-    def plain(self, evaluation: Evaluation, bands: int) -> Encoder:
+    def plain(self, evaluation: Evaluation, bands: int, wavelengths: Sequence[float] | None = None) -> Encoder:
         config = self.encoder_config(evaluation)
         weights = self.weights_file()
         if weights is not None:
             config["weights_file"] = str(weights)
-        return encoder_from_config(config, bands)
+        return encoder_from_config(config, bands, wavelengths=wavelengths)
 
     def encoder(self, setting: Setting, evaluation: Evaluation) -> Encoder:
         channels = evaluation.data.channels(setting.combo)
         if setting.fusion == "none":
-            encoder = self.plain(evaluation, channels[setting.name])
+            wavelengths = evaluation.data.modalities[setting.name].wavelengths_nm
+            encoder = self.plain(evaluation, channels[setting.name], wavelengths)
         else:
             mode = FUSION_MODES[setting.fusion]()
             encoder = mode.build(lambda bands: self.plain(evaluation, bands), channels, evaluation.data.image_size)

@@ -130,11 +130,15 @@ class CrossModalMethod(PretrainMethod):
         one input stem per modality, fed the stacked modalities)."""
         self.shared = self.hp["encoders"] == "shared"
         if self.shared:
-            trunk = encoder_from_config(self.cfg["encoder"], sum(self.channels.values()))
+            stacked = self.wavelengths(*self.channels)
+            trunk = encoder_from_config(self.cfg["encoder"], sum(self.channels.values()), wavelengths=stacked)
             self.fused_encoder = with_modality_stems(trunk, self.channels)
         else:
             self.encoders = nn.ModuleDict(
-                {n: encoder_from_config(self.cfg["encoder"], c) for n, c in self.channels.items()}
+                {
+                    n: encoder_from_config(self.cfg["encoder"], c, wavelengths=self.wavelengths(n))
+                    for n, c in self.channels.items()
+                }
             )
 
     def modality_encoder(self, name: str) -> Encoder:
