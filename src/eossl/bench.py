@@ -21,7 +21,8 @@ from eossl.training import bf16_autocast
 
 
 def _rate(count: int, seconds: float) -> str:
-    return f"{count / max(seconds, 1e-9):,.0f}"
+    rate = count / max(seconds, 1e-9)
+    return f"{rate:,.1f}" if rate < 10 else f"{rate:,.0f}"
 
 
 def bench_generation(path: Path, locations: int) -> tuple[str, str, str]:
@@ -94,6 +95,90 @@ def bench_pretrain_step(
         _rate(steps * batch_size, time.perf_counter() - start),
         "samples/s",
     )
+
+
+DENSE_PAIRS = (
+    ("resnet18", "unet"), ("resnet18", "deeplabv3plus"), ("resnet18", "upernet"), ("resnet50", "unet"),
+    ("resnet18-detail", "unet"), ("vit_small_patch16_224", "upconv"), ("vit_small_patch16_224", "upernet"),
+    ("swin_tiny_patch4_window7_224", "upernet"), ("wavelength-vit-s", "upconv"),
+)  # fmt: skip
+"""The encoder x decoder pairs ``eossl bench --dense`` times by default (ViTs with 8-pixel patches)."""
+
+
+def _saved_bytes(step) -> int:
+    """Bytes of the tensors autograd saves for backward during ``step()`` (the activation memory)."""
+    total = 0
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        nonlocal total
+        total += tensor.numel() * tensor.element_size()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        step()
+    return total
+
+
+def bench_dense_step(encoder_name: str, decoder_name: str, bands: int, size: int, batch_size: int,
+                     steps: int, classes: int = 11) -> tuple[str, str, str, str]:  # fmt: skip
+    """One segmentation training step (encoder + decoder, cross-entropy, AdamW) timed over ``steps``;
+    memory: CUDA peak allocation on a GPU, else parameters + gradients + Adam state + saved activations."""
+    from eossl.models.decoders import build_decoder
+    from eossl.models.encoders import encoder_from_config, is_vision_transformer, takes_wavelengths
+
+    config = {"name": encoder_name, "img_size": size}
+    if is_vision_transformer(encoder_name):
+        config["patch_size"] = 8
+    wavelengths = [float(w) for w in torch.linspace(450, 2400, bands)] if takes_wavelengths(encoder_name) else None
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    encoder = encoder_from_config(config, bands, wavelengths=wavelengths).to(device)
+    decoder = build_decoder(decoder_name, encoder, size, classes).to(device)
+    parameters = [*encoder.parameters(), *decoder.parameters()]
+    optimizer = torch.optim.AdamW(parameters, lr=1e-3)
+    x = torch.randn(batch_size, bands, size, size, device=device)
+    y = torch.randint(0, classes, (batch_size, size, size), device=device)
+
+    def forward() -> torch.Tensor:
+        with bf16_autocast(device):
+            logits = decoder(encoder.forward_pyramid(x), (size, size))
+        return torch.nn.functional.cross_entropy(logits.float(), y)
+
+    def step() -> None:
+        loss = forward()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    if device.type == "cuda":
+        memory = torch.cuda.max_memory_allocated()
+    else:
+        state = sum(p.numel() * p.element_size() for p in parameters) * 4  # weights, gradients, Adam's 2 moments
+        memory = state + _saved_bytes(lambda: forward().backward())
+    name = f"{encoder_name} + {decoder_name}, {bands} bands {size}x{size}, batch {batch_size} ({device.type})"
+    return name, _rate(steps * batch_size, seconds), "samples/s", f"{memory / 2**20:,.0f} MiB"
+
+
+def run_dense_benchmarks(quick: bool = False, pairs: list[tuple[str, str]] | None = None,
+                         bands: int = 12) -> str:  # fmt: skip
+    """Training-step throughput and memory of encoder x decoder pairs (default :data:`DENSE_PAIRS`)."""
+    size, batch, steps = (32, 4, 1) if quick else (64, 16, 5)
+    rows = [bench_dense_step(e, d, bands, size, batch, steps) for e, d in pairs or DENSE_PAIRS]
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{'dense training step':<{width}}  {'throughput':>12}  {'unit':<9}  memory", "-" * (width + 40)]
+    lines += [f"{name:<{width}}  {value:>12}  {unit:<9}  {memory}" for name, value, unit, memory in rows]
+    lines.append(f"(torch {torch.__version__}, {torch.get_num_threads()} threads; CPU memory: weights, gradients, "
+                 "Adam state and the activations saved for backward)")  # fmt: skip
+    return "\n".join(lines)
 
 
 def run_benchmarks(quick: bool = False, store: Path | None = None, methods: list[str] | None = None) -> str:

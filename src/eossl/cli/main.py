@@ -43,6 +43,11 @@ def data_synth(
     patch_size: int = typer.Option(32, help="patch size in 10 m pixels"),
     cloud_probability: float = typer.Option(0.2, help="fraction of cloudy scenes"),
     seed: int = typer.Option(0),
+    forest_targets: bool = typer.Option(False, help="add the targets forest (tree mask) and tree_density (5x5 share)"),
+    change_fraction: float = typer.Option(
+        0.0, help="share of locations with land-cover changes; > 0 adds s2_after, the change target and pair s2_change"
+    ),
+    hyperspectral_bands: int = typer.Option(0, help="bands of an EnMAP-like cube 'enmap' (e.g. 202; 0: none)"),
     overwrite: bool = typer.Option(False, help="replace an existing store"),
 ) -> None:
     """Generate the embedded synthetic Earth (S2, S1, DEM, land cover, targets) into a store."""
@@ -58,6 +63,9 @@ def data_synth(
             patch_size=patch_size,
             cloud_probability=cloud_probability,
             seed=seed,
+            forest_targets=forest_targets,
+            change_fraction=change_fraction,
+            hyperspectral_bands=hyperspectral_bands,
         )
         path = synthesize_store(
             out,
@@ -230,6 +238,44 @@ def study_multimodal(
     _guarded(lambda: run_multimodal_study(out, "quick" if quick else "full", log=typer.echo))
 
 
+def _dense_study(name: str, out: Path, preset: str) -> None:
+    """Run one of the dense studies (segmentation, change, hyperspectral) with a checked preset."""
+    import importlib
+
+    module = importlib.import_module(f"eossl.studies.{name}")
+    if preset not in module.PRESETS:
+        _fail(f"--preset '{preset}' is not one of {', '.join(module.PRESETS)}")
+    _guarded(lambda: getattr(module, f"run_{name}_study")(out, preset, log=typer.echo))
+
+
+@study_app.command("segmentation")
+def study_segmentation(
+    out: Path = typer.Option(Path("runs/segmentation"), help="study folder (an interrupted study resumes)"),
+    preset: str = typer.Option("quick", help="quick (about 25 min on 2 CPU cores), full or test"),
+) -> None:
+    """UNet / DeepLabV3+ / UpConv x ResNet-18/50 / ViT-S x random / SimCLR / MoCo / DINO; detail-preserving
+    ResNet and boundary loss."""
+    _dense_study("segmentation", out, preset)
+
+
+@study_app.command("change")
+def study_change(
+    out: Path = typer.Option(Path("runs/change"), help="study folder (an interrupted study resumes)"),
+    preset: str = typer.Option("quick", help="quick (about 10 min on 2 CPU cores), full or test"),
+) -> None:
+    """Change detection: random vs SimCLR / MoCo / SeCo, early fusion vs FC-Siam-diff, 10% and 100% of places."""
+    _dense_study("change", out, preset)
+
+
+@study_app.command("hyperspectral")
+def study_hyperspectral(
+    out: Path = typer.Option(Path("runs/hyperspectral"), help="study folder (an interrupted study resumes)"),
+    preset: str = typer.Option("quick", help="quick (about 15 min on 2 CPU cores), full or test"),
+) -> None:
+    """Spectral-adapter ResNet and wavelength-conditioned ViT on the EnMAP-like cube: frozen / fine-tune / adapter."""
+    _dense_study("hyperspectral", out, preset)
+
+
 @study_app.command("label-efficiency")
 def study_label_efficiency(
     out: Path = typer.Option(Path("runs/label-efficiency"), help="study folder (an interrupted study resumes)"),
@@ -259,10 +305,22 @@ def bench(
     quick: bool = typer.Option(False, "--quick", help="small sizes (seconds)"),
     store: Path = typer.Option(None, help="existing store to read (default: a fresh synthetic one)"),
     method: list[str] = typer.Option(["simclr"], help="method(s) whose training step is timed; 'all' for every one"),
+    dense: bool = typer.Option(False, "--dense", help="time encoder x decoder segmentation steps instead"),
+    pair: list[str] = typer.Option([], help="with --dense: ENCODER:DECODER pairs (default: the standard set)"),
+    bands: int = typer.Option(12, help="with --dense: input bands"),
 ) -> None:
-    """Throughput of synthetic generation, store reads and pretraining steps."""
-    from eossl.bench import run_benchmarks
+    """Throughput of synthetic generation, store reads and pretraining steps (``--dense``: throughput and
+    memory of encoder x decoder training steps)."""
+    from eossl.bench import run_benchmarks, run_dense_benchmarks
     from eossl.methods import METHODS
+
+    if dense:
+        malformed = [p for p in pair if p.count(":") != 1]
+        if malformed:
+            _fail(f"--pair: expected ENCODER:DECODER, got {malformed}")
+        pairs = [tuple(p.split(":")) for p in pair] or None
+        _guarded(lambda: typer.echo(run_dense_benchmarks(quick=quick, pairs=pairs, bands=bands)))
+        return
 
     names = METHODS.names() if method == ["all"] else method
     unknown = [m for m in names if m not in METHODS]
