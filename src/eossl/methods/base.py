@@ -13,12 +13,25 @@ Every method is built the same way, ``Method(config, modalities, stats)``: the r
 (``dataclasses.asdict(Modality)``, anchor first; single-modality methods take exactly one) and their
 band statistics by modality. Its checkpoints carry ``checkpoint["eossl"]`` (:func:`eossl.checkpoints.encoder_metadata`)
 describing the encoders it exports (:meth:`PretrainMethod.export_encoders`).
+
+Multi-sensor pretraining: a single-modality method with a wavelength-conditioned encoder
+(:func:`~eossl.models.encoders.takes_wavelengths`, e.g. ``wavelength-vit-s``) takes several modalities
+(``data.modalities: [s2, enmap]``, each with ``wavelengths_nm``). Each optimiser step then trains on one
+of them, round-robin by ``global_step`` (:attr:`PretrainMethod.sensors`): for the duration of the
+subclass's ``training_step`` (wrapped by :meth:`PretrainMethod.__init_subclass__`) ``modality_name``
+(read by :meth:`~PretrainMethod.scenes`, :meth:`~PretrainMethod.views` and :attr:`~PretrainMethod.normalizer`)
+is that sensor and every :class:`~eossl.models.encoder_zoo.wavelength_vit.WavelengthViT` of the method
+(student and momentum/teacher copies) embeds its wavelengths; the anchor (the first modality) is restored
+when ``training_step`` returns, so health monitoring, the online kNN, export and checkpoints see the anchor.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import lightning as L
@@ -34,7 +47,8 @@ from eossl.data.normalize import BandNormalizer
 from eossl.errors import ConfigError
 from eossl.methods.optimizers import OPTIMIZERS
 from eossl.methods.registry import MethodConfig
-from eossl.models.encoders import encoder_from_config, is_vision_transformer
+from eossl.models.encoder_zoo.wavelength_vit import WavelengthViT
+from eossl.models.encoders import ENCODERS, encoder_from_config, is_vision_transformer, takes_wavelengths
 
 
 def as_modality(description: dict[str, Any]) -> Modality:
@@ -51,6 +65,14 @@ class PretrainMethod(L.LightningModule):
     config: ClassVar[type[MethodConfig]] = MethodConfig
     name: ClassVar[str] = ""
     uses_local_views: ClassVar[bool] = False
+    single_sensor: ClassVar[str | None] = None  # why the method cannot train on several sensors in turn
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """A subclass's ``training_step`` runs on the step's sensor (:meth:`training_sensor`)."""
+        super().__init_subclass__(**kwargs)
+        step = cls.__dict__.get("training_step")
+        if step is not None and not getattr(step, "_on_training_sensor", False):
+            cls.training_step = _on_training_sensor(step)
 
     def __init__(
         self, config: dict[str, Any], modalities: list[dict[str, Any]], stats: dict[str, dict[str, list[float]]]
@@ -62,6 +84,10 @@ class PretrainMethod(L.LightningModule):
         specs = self.check_modalities([as_modality(m) for m in modalities])
         self.modality_names = [s.name for s in specs]
         self.modality_name = self.modality_names[0]  # the anchor: health, online kNN, default export
+        # the sensors trained on in turn (multi-sensor pretraining); one for every other layout
+        multi_sensor = len(specs) > 1 and not self.config.cross_modal
+        self.sensors = self.modality_names if multi_sensor else self.modality_names[:1]
+        self._sensor_active = False
         self.channels = {s.name: s.num_bands for s in specs}
         self.modality_descriptions = [dict(m) for m in modalities]
         augment = AugmentConfig(**config["augment"])
@@ -77,11 +103,14 @@ class PretrainMethod(L.LightningModule):
 
     # -- what a layout of modalities and encoders defines (single modality here) -------------------
     def check_modalities(self, specs: list[Modality]) -> list[Modality]:
-        """The modalities this method trains on, checked: exactly one here."""
-        if len(specs) != 1:
-            raise ConfigError(
-                f"'data.modality': method '{self.hp['name']}' trains on one modality, got {[s.name for s in specs]}"
-            )
+        """The modalities this method trains on, checked: exactly one, or several sensors (each with
+        wavelengths) trained on in turn by a wavelength-conditioned encoder."""
+        names = [s.name for s in specs]
+        if len(specs) == 1:
+            return specs
+        if not specs or len(set(names)) != len(names):
+            raise ConfigError(f"'data.modalities': method '{self.hp['name']}' needs distinct modalities, got {names}")
+        check_multi_sensor(self.hp["name"], self.cfg["encoder"]["name"], specs)
         return specs
 
     def build_encoders(self, augment: AugmentConfig) -> None:
@@ -100,9 +129,38 @@ class PretrainMethod(L.LightningModule):
         return [float(w) for n in names for w in declared[n]]
 
     def export_encoders(self) -> dict[str, dict[str, Any]]:
-        """How to rebuild the exported encoders from the state dict (spec format of :mod:`eossl.checkpoints`)."""
-        name = self.modality_name
-        return {name: {"kind": "plain", "prefix": f"{self.config.export}.", "in_chans": self.channels[name]}}
+        """How to rebuild the exported encoders from the state dict (spec format of :mod:`eossl.checkpoints`):
+        the anchor's; after multi-sensor pretraining also the other sensors' (the same weights, each set to
+        its sensor's wavelengths)."""
+        prefix = f"{self.config.export}."
+        return {name: {"kind": "plain", "prefix": prefix, "in_chans": self.channels[name]} for name in self.sensors}
+
+    # -- multi-sensor pretraining ------------------------------------------------------------------
+    def use_sensor(self, name: str) -> None:
+        """Train on modality ``name`` from now on: its normaliser and augmentation (``modality_name``) and
+        its wavelengths in every wavelength-conditioned encoder of the method (momentum copies included)."""
+        if name != self.modality_name:
+            wavelengths = self.wavelengths(name)
+            for module in self.modules():
+                if isinstance(module, WavelengthViT):
+                    module.set_wavelengths(wavelengths)
+        self.modality_name = name
+
+    @contextmanager
+    def training_sensor(self) -> Iterator[None]:
+        """The optimiser step's sensor (round-robin by ``global_step``) inside the block, the anchor after."""
+        if len(self.sensors) == 1 or self._sensor_active:
+            yield
+            return
+        index = self.global_step % len(self.sensors)
+        self._sensor_active = True
+        try:
+            self.use_sensor(self.sensors[index])
+            self.log("train/sensor", float(index))
+            yield
+        finally:
+            self.use_sensor(self.sensors[0])
+            self._sensor_active = False
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[METADATA_KEY] = encoder_metadata(
@@ -218,4 +276,43 @@ class PretrainMethod(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
-__all__ = ["PretrainMethod", "as_modality"]
+def _on_training_sensor(step: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(step)
+    def training_step(self: PretrainMethod, *args: Any, **kwargs: Any) -> Any:
+        with self.training_sensor():
+            return step(self, *args, **kwargs)
+
+    training_step._on_training_sensor = True  # type: ignore[attr-defined]
+    return training_step
+
+
+def check_multi_sensor(method: str, encoder: str, specs: list[Modality], cross_modal: list[str] | None = None) -> None:
+    """Refuse several modalities for single-modality method ``method`` unless ``encoder`` is
+    wavelength-conditioned and every modality declares its wavelengths (a :class:`ConfigError` naming
+    ``data.modalities``; ``cross_modal``: the cross-modal methods, named in the refusal)."""
+    names = [s.name for s in specs]
+    if not takes_wavelengths(encoder):
+        able = [n for n in ENCODERS.names() if takes_wavelengths(n)]
+        pairing = f"data.modalities is for the cross-modal methods ({', '.join(cross_modal)}) and " * bool(cross_modal)
+        raise ConfigError(
+            f"'data.modalities': method '{method}' trains on one modality, set by 'data.modality'; {pairing}several "
+            f"({', '.join(names)}) are trained on in turn only by a wavelength-conditioned encoder "
+            f"('encoder.name': {', '.join(able)}), not '{encoder}'"
+        )
+    from eossl.methods.registry import METHODS
+
+    reason = METHODS[method].single_sensor if method in METHODS else None
+    if reason:
+        raise ConfigError(
+            f"'data.modalities': method '{method}' cannot pretrain on several sensors in turn: "
+            f"{reason}; give one modality ('data.modality')"
+        )
+    lacking = [s.name for s in specs if not s.wavelengths_nm]
+    if lacking:
+        raise ConfigError(
+            f"'data.modalities': multi-sensor pretraining with '{encoder}' needs the band wavelengths of every "
+            f"modality, but {', '.join(repr(n) for n in lacking)} declares no wavelengths_nm"
+        )
+
+
+__all__ = ["PretrainMethod", "as_modality", "check_multi_sensor"]

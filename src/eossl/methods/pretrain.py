@@ -33,6 +33,7 @@ from eossl.data.modality import Modality
 from eossl.data.store import SampleStore, write_json_atomic
 from eossl.errors import CheckpointError, ConfigError, EmbeddingCollapseError
 from eossl.io import write_text_atomic
+from eossl.methods.base import check_multi_sensor
 from eossl.methods.config import PretrainConfig
 from eossl.methods.health import HealthMonitor, KnnData
 from eossl.methods.registry import METHODS
@@ -64,8 +65,10 @@ def _knn_data(dm: EODataModule, cfg: PretrainConfig, modality: str) -> KnnData |
 
 
 def pretrain_modalities(cfg: PretrainConfig, store: SampleStore) -> list[Modality]:
-    """The store modalities a run trains on: ``data.modality``, or for cross-modal methods
-    ``data.modalities`` (anchor first); a :class:`ConfigError` naming the key otherwise."""
+    """The store modalities a run trains on: ``data.modality``, or for cross-modal methods ``data.modalities``
+    (anchor first), as for single-modality methods with a wavelength-conditioned encoder (multi-sensor
+    pretraining: the sensors are trained on in turn, each needs ``wavelengths_nm``); a :class:`ConfigError`
+    naming the key otherwise."""
     method = cfg.method.name
     cross_modal = [n for n, m in METHODS.items() if m.config.cross_modal]
     if METHODS[method].config.cross_modal:
@@ -75,11 +78,10 @@ def pretrain_modalities(cfg: PretrainConfig, store: SampleStore) -> list[Modalit
                 f"'data.modalities': method '{method}' pairs co-registered modalities, so it needs at least 2 distinct "
                 f"ones of the store (it has: {', '.join(store.modalities)}), e.g. [s2, s1]; got {cfg.data.modalities}"
             )
-    elif cfg.data.modalities is not None:
-        raise ConfigError(
-            f"'data.modalities': method '{method}' trains on one modality, set by 'data.modality'; "
-            f"data.modalities is for the cross-modal methods ({', '.join(cross_modal)})"
-        )
+    elif cfg.data.modalities is not None:  # multi-sensor pretraining (checked below)
+        key, names = "data.modalities", cfg.data.modalities
+        if not names or len(set(names)) != len(names):
+            raise ConfigError(f"'data.modalities': multi-sensor pretraining needs distinct modalities, got {names}")
     else:
         key, names = "data.modality", [cfg.data.modality]
     for name in names:
@@ -90,7 +92,10 @@ def pretrain_modalities(cfg: PretrainConfig, store: SampleStore) -> list[Modalit
         modality = store.modalities[name]
         if not modality.continuous:
             raise ConfigError(f"'{key}': '{name}' is {modality.kind}; pretraining needs image bands")
-    return [store.modalities[n] for n in names]
+    modalities = [store.modalities[n] for n in names]
+    if key == "data.modalities" and not METHODS[method].config.cross_modal:
+        check_multi_sensor(method, cfg.encoder.name, modalities, cross_modal)
+    return modalities
 
 
 def _proc_status_mb(field: str) -> float | None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Iterable
 from pathlib import Path
 
 from eossl.checkpoints import PretrainedEncoder
 from eossl.data.normalize import BandNormalizer, check_scaling, product_mismatches
+from eossl.data.store import SampleStore
 from eossl.data.targets import Pair
 from eossl.errors import ConfigError, EncoderError
 from eossl.evaluation.context import Evaluation
@@ -15,6 +17,7 @@ from eossl.evaluation.inits._base import Init
 from eossl.evaluation.registry import INITS
 from eossl.evaluation.sink import Setting
 from eossl.models.change import widen_first_conv
+from eossl.models.encoder_zoo.wavelength_vit import WavelengthViT
 from eossl.models.encoders import TimmEncoder
 from eossl.models.fusion import EarlyFusionEncoder
 from eossl.models.fusion_modes import FUSION_MODES
@@ -52,11 +55,30 @@ def with_pair_dates(pretrained: dict[str, PretrainedEncoder], pairs: Iterable[Pa
 class CheckpointInit(Init):
     """A checkpoint provides the encoders of the modalities it was pretrained on (and, for shared-encoder
     cross-modal pretraining, the stem-fused encoder of its combination); a setting it cannot provide is
-    skipped with the reason logged."""
+    skipped with the reason logged. A wavelength-conditioned checkpoint (:class:`WavelengthViT`) also
+    provides, for a single modality it was not pretrained on that declares ``wavelengths_nm``, a copy of
+    its encoder set to that modality's wavelengths, normalised with the store's statistics."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._checked: set[str] = set()  # modalities whose data scaling was compared with the checkpoint's
+        self._store_wavelengths: dict[str, tuple[float, ...] | None] | None = None
+        self._transferred: set[str] = set()  # modalities whose wavelength transfer was logged
+
+    def _wavelength_source(self) -> PretrainedEncoder | None:
+        """The checkpoint's (anchor) encoder when it is wavelength-conditioned, else None."""
+        first = next(iter(self.pretrained.values()), None)
+        return first if first is not None and isinstance(first.encoder, WavelengthViT) else None
+
+    def _new_sensor_wavelengths(self, setting: Setting) -> tuple[float, ...] | None:
+        """The store's wavelengths of ``setting``'s modality when the checkpoint lacks it and a wavelength
+        encoder can take it (a single modality with ``wavelengths_nm``), else None."""
+        if setting.fusion != "none" or setting.name in self.pretrained or self._wavelength_source() is None:
+            return None
+        if self._store_wavelengths is None:
+            modalities = SampleStore(self.cfg.data.store).modalities
+            self._store_wavelengths = {name: m.wavelengths_nm for name, m in modalities.items()}
+        return self._store_wavelengths.get(setting.name) or None
 
     def check(self) -> None:
         if self.cfg.checkpoint is None:
@@ -72,6 +94,8 @@ class CheckpointInit(Init):
         stacked = setting.fusion == "none" or FUSION_MODES[setting.fusion].stacked
         needed = [setting.name] if stacked else list(setting.combo)
         missing = [m for m in needed if m not in self.pretrained]
+        if missing and self._new_sensor_wavelengths(setting) is not None:
+            return None
         if missing:
             return f"the checkpoint has no encoder for {', '.join(missing)} (it has {', '.join(self.pretrained)})"
         if setting.fusion != "none" and stacked:
@@ -98,6 +122,21 @@ class CheckpointInit(Init):
         return pretrained.stats
 
     def encoder(self, setting: Setting, evaluation: Evaluation) -> Encoder:
+        if setting.fusion == "none" and setting.name not in self.pretrained:
+            wavelengths = self._new_sensor_wavelengths(setting)
+            if wavelengths is None:
+                raise ConfigError(f"checkpoint '{self.cfg.checkpoint}' has no encoder for '{setting.name}'")
+            source = self._wavelength_source()
+            encoder = copy.deepcopy(source.encoder)
+            encoder.set_wavelengths(wavelengths)
+            if setting.name not in self._transferred:
+                self._transferred.add(setting.name)
+                evaluation.log(
+                    f"  {setting.name}: not pretrained on; the checkpoint's wavelength encoder (pretrained on "
+                    f"{', '.join(self.pretrained)}) is set to its {len(wavelengths)} wavelengths and fed data "
+                    "normalised with the store's statistics"
+                )
+            return encoder
         if setting.fusion == "none":
             return self.pretrained[setting.name].encoder
         encoders = {name: p.encoder for name, p in self.pretrained.items()}

@@ -61,6 +61,7 @@ class MAE(PretrainMethod):
     """The ViT is the timm model of the encoder (``encoder.model``), shared with the masked backbone."""
 
     config = MAEConfig
+    single_sensor = "its pixel decoder reconstructs the anchor's bands only"
 
     def __init__(
         self, config: dict[str, Any], modalities: list[dict[str, Any]], stats: dict[str, dict[str, list[float]]]
