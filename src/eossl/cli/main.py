@@ -251,7 +251,7 @@ def _dense_study(name: str, out: Path, preset: str) -> None:
 @study_app.command("segmentation")
 def study_segmentation(
     out: Path = typer.Option(Path("runs/segmentation"), help="study folder (an interrupted study resumes)"),
-    preset: str = typer.Option("quick", help="quick (about 25 min on 2 CPU cores), full or test"),
+    preset: str = typer.Option("quick", help="quick (about 20 min on 2 CPU cores, no ResNet-50 rows), full or test"),
 ) -> None:
     """UNet / DeepLabV3+ / UpConv x ResNet-18/50 / ViT-S x random / SimCLR / MoCo / DINO; detail-preserving
     ResNet and boundary loss."""
