@@ -25,7 +25,7 @@ from eossl.data.synth.generator import SynthSpec
 from eossl.evaluation.efficiency import labels_saved_table, needed_text
 from eossl.evaluation.tables import label_settings
 from eossl.io import write_text_atomic
-from eossl.studies.stages import Log, evaluate_stage, metric_table, pretrain_stage, store_stage
+from eossl.studies.stages import Log, evaluate_stage, metric_table, pretrain_config, pretrain_stage, store_stage
 
 METHODS = {"SimCLR": "simclr", "MoCo": "moco-v2", "SeCo": "seco"}
 FUSIONS = {"early": "Early fusion", "siam-diff": "FC-Siam-diff"}
@@ -76,10 +76,7 @@ def run_change_study(out: Path, preset: str = "quick", log: Log = print) -> Path
               "prediction_maps": 3}  # fmt: skip
     frames = [evaluate_stage(out / "eval-random", {**common, "inits": ["random"]}, log).assign(Init="Random")]
     for label, method in methods.items():
-        raw = {"data": {"store": str(store), "modality": "s2", "batch_size": p["pretrain"]["batch_size"]},
-               "encoder": {"name": "resnet18"}, "method": {"name": method},
-               "trainer": {"max_steps": p["pretrain"]["max_steps"], "max_epochs": 100_000, "progress_bar": False},
-               "health": {"knn_every_n_steps": 0}}  # fmt: skip
+        raw = pretrain_config(store, "s2", {"name": "resnet18"}, method, p["pretrain"])
         checkpoint = pretrain_stage(out / f"pretrain-{method}", raw, log)
         evaluation = {**common, "checkpoint": str(checkpoint), "inits": ["checkpoint"]}
         frames.append(evaluate_stage(out / f"eval-{method}", evaluation, log).assign(Init=label))

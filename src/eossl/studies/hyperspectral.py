@@ -22,7 +22,7 @@ import pandas as pd
 
 from eossl.data.synth.generator import SynthSpec
 from eossl.io import write_text_atomic
-from eossl.studies.stages import Log, evaluate_stage, mean_std, pretrain_stage, store_stage
+from eossl.studies.stages import Log, evaluate_stage, mean_std, pretrain_config, pretrain_stage, store_stage
 
 ENCODERS: dict[str, dict[str, Any]] = {
     "Spec. ResNet": {"name": "resnet18", "spectral_channels": 32},
@@ -98,10 +98,7 @@ def run_hyperspectral_study(out: Path, preset: str = "quick", log: Log = print) 
         random = {**common, "encoder": encoder, "inits": ["random"]}
         frames.append(evaluate_stage(out / f"eval-{name}-random", random, log).assign(Encoder=label, Init="Random"))
         for init, method in methods.items():
-            raw = {"data": {"store": str(store), "modality": "enmap", "batch_size": p["pretrain"]["batch_size"]},
-                   "encoder": encoder, "method": {"name": method},
-                   "trainer": {"max_steps": p["pretrain"]["max_steps"], "max_epochs": 100_000, "progress_bar": False},
-                   "health": {"knn_every_n_steps": 0}}  # fmt: skip
+            raw = pretrain_config(store, "enmap", encoder, method, p["pretrain"])
             checkpoint = pretrain_stage(out / f"pretrain-{method}-{name}", raw, log)
             evaluation = {**common, "checkpoint": str(checkpoint), "inits": ["checkpoint"]}
             rows = evaluate_stage(out / f"eval-{name}-{method}", evaluation, log)

@@ -22,7 +22,7 @@ import pandas as pd
 
 from eossl.data.synth.generator import SynthSpec
 from eossl.io import write_text_atomic
-from eossl.studies.stages import Log, evaluate_stage, metric_table, pretrain_stage, store_stage
+from eossl.studies.stages import Log, evaluate_stage, metric_table, pretrain_config, pretrain_stage, store_stage
 
 ENCODERS: dict[str, dict[str, Any]] = {
     "ResNet-18": {"name": "resnet18"},
@@ -71,10 +71,7 @@ PRESETS["test"] = {
 
 
 def _pretrained(out: Path, store: Path, p: dict, encoder: str, method: str, log: Log) -> Path:
-    raw = {"data": {"store": str(store), "modality": "s2", "batch_size": p["pretrain"]["batch_size"]},
-           "encoder": ENCODERS[encoder], "method": {"name": method},
-           "trainer": {"max_steps": p["pretrain"]["max_steps"], "max_epochs": 100_000, "progress_bar": False},
-           "health": {"knn_every_n_steps": 0}}  # fmt: skip
+    raw = pretrain_config(store, "s2", ENCODERS[encoder], method, p["pretrain"])
     return pretrain_stage(out / f"pretrain-{method}-{ENCODERS[encoder]['name']}", raw, log)
 
 

@@ -26,6 +26,15 @@ def store_stage(path: Path, spec: SynthSpec, log: Log) -> Path:
     return path
 
 
+def pretrain_config(store: Path, modality: str, encoder: dict, method: str, budget: dict) -> dict:
+    """A study's pretraining run: ``method`` with ``encoder`` on ``modality`` of ``store`` for the preset's
+    ``budget`` (``batch_size``, ``max_steps``), health monitoring's kNN off (the studies evaluate afterwards)."""
+    return {"data": {"store": str(store), "modality": modality, "batch_size": budget["batch_size"]},
+            "encoder": encoder, "method": {"name": method},
+            "trainer": {"max_steps": budget["max_steps"], "max_epochs": 100_000, "progress_bar": False},
+            "health": {"knn_every_n_steps": 0}}  # fmt: skip
+
+
 def pretrain_stage(out: Path, raw: dict, log: Log) -> Path:
     """The checkpoint of a pretraining run of config ``raw`` into ``out`` (run once)."""
     checkpoint = out / "checkpoints" / "last.ckpt"
