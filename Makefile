@@ -11,7 +11,7 @@ ensure-uv:
 	@$(UV) --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 
 install: ensure-uv
-	$(UV) sync --frozen --all-extras
+	$(UV) sync --frozen --all-extras --compile-bytecode
 
 demo: install
 	$(UV) run --frozen eossl demo

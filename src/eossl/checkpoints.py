@@ -195,8 +195,37 @@ def checkpoint_metadata(path: str | Path) -> tuple[dict[str, Any], dict[str, tor
     return meta, ckpt["state_dict"]
 
 
+def modality_from_json(entry: dict[str, Any]) -> Modality:
+    """A :class:`Modality` from its JSON form (``dataclasses.asdict`` with tuples as lists)."""
+    return Modality(**{k: tuple(v) if isinstance(v, list) else v for k, v in entry.items()})
+
+
+def load_exported_encoder(folder: str | Path) -> PretrainedEncoder:
+    """The encoder of a folder written by ``eossl export`` (loaded through timm's ``local-dir:``), with
+    the bands and normalisation its ``config.json`` declares."""
+    from eossl.models.timm_export import load_encoder_folder, read_folder_config
+
+    folder = Path(folder)
+    config = read_folder_config(folder)
+    entry = config["eossl"]
+    if entry.get("kind") != "encoder":
+        raise CheckpointError(f"'{folder}' holds an eossl {entry.get('kind')!r} folder, not an exported encoder")
+    try:
+        bands = [modality_from_json(m) for m in entry["modalities"]]
+        stats = {k: list(v) for k, v in entry["normalization"].items() if k in STAT_KEYS}
+        name, method = entry["modality"], entry.get("pretraining", {}).get("method", "export")
+        encoder_config = dict(entry["recipe"]["encoder"])
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"'{folder}': config.json's eossl entry is incomplete ({exc})") from None
+    encoder = load_encoder_folder(folder)
+    return PretrainedEncoder(encoder, BandNormalizer({name: stats}, [name]), name, method, encoder_config,
+                             [m.name for m in bands], stats, bands)  # fmt: skip
+
+
 def load_pretrained_encoders(checkpoint: str | Path) -> dict[str, PretrainedEncoder]:
     """Every encoder of a pretraining checkpoint, by the input it takes, with its input normalisation.
+
+    ``checkpoint`` may also be a folder written by ``eossl export``: its one encoder, by its input.
 
     Single-modality methods: ``{modality: encoder}`` (for DINO the teacher). Cross-modal methods: one
     ordinary encoder per modality, anchor first (``encoders: shared``: the shared trunk with that
@@ -204,9 +233,11 @@ def load_pretrained_encoders(checkpoint: str | Path) -> dict[str, PretrainedEnco
     joined by ``+``), fed the stacked modalities normalised with their concatenated statistics.
     """
     path = Path(checkpoint)
+    if path.is_dir():
+        exported = load_exported_encoder(path)
+        return {exported.modality: exported}
     meta, state = checkpoint_metadata(path)
-    modalities = {m["name"]: Modality(**{k: tuple(v) if isinstance(v, list) else v for k, v in m.items()})
-                  for m in meta["modalities"]}  # fmt: skip
+    modalities = {m["name"]: modality_from_json(m) for m in meta["modalities"]}
     built: dict[str, Encoder] = {}
     for name, spec in sorted(meta["encoders"].items(), key=lambda item: item[1].get("kind") == "stem-of"):
         built[name] = _rebuild(name, spec, meta, state, built, path)
@@ -247,7 +278,9 @@ __all__ = [
     "PretrainedEncoder",
     "checkpoint_metadata",
     "encoder_metadata",
+    "load_exported_encoder",
     "load_pretrained_encoder",
     "load_pretrained_encoders",
+    "modality_from_json",
     "read_checkpoint",
 ]
