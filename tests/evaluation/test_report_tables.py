@@ -159,7 +159,7 @@ def test_protocol_order_follows_the_registry():
 
 
 def test_baselines_come_from_the_registry(monkeypatch):
-    assert set(baseline_inits()) == {"random", "image-stats", "external"}
+    assert set(baseline_inits()) == {"random", "image-stats", "external", "torchgeo"}
     inits = {"simclr": (0.70, 0.74, 0.71), "random": (0.50, 0.53, 0.49), "image-stats": (0.55, 0.57, 0.56),
              "external": (0.6, 0.61, 0.62), "mine": (0.4, 0.43, 0.41)}  # fmt: skip
     results = pd.DataFrame(_rows("crop_type", "single-label", inits, fractions=(0.1,)))

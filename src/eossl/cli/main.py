@@ -329,5 +329,8 @@ def bench(
     _guarded(lambda: typer.echo(run_benchmarks(quick=quick, store=store, methods=names)))
 
 
+from eossl.cli import deploy as _deploy  # noqa: E402, F401  (registers export, finetune, predict, embed)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app(sys.argv[1:])

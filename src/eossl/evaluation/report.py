@@ -29,6 +29,7 @@ from eossl.evaluation.efficiency import (
 )
 from eossl.evaluation.html import write_html
 from eossl.evaluation.plots import plot_convergence, plot_label_efficiency, plot_prediction_maps
+from eossl.evaluation.registry import baseline_inits
 from eossl.evaluation.results import is_dense, ordered_tasks, primary_metric, task_kinds, write_csv_atomic
 from eossl.evaluation.tables import (
     LOWER_IS_BETTER,
@@ -181,7 +182,7 @@ def write_report(results: pd.DataFrame, out: Path, config: BaseModel | dict | No
                  baselines: tuple[str, ...] | None = None) -> Path:  # fmt: skip
     """Plots, ``summary.csv``, ``comparisons.csv``, ``report.md`` and a self-contained ``report.html``.
     ``baselines``: None for the registry's (:func:`eossl.evaluation.registry.baseline_inits`); the
-    external init's ``label`` from ``config`` is added."""
+    labels of baseline inits with one in ``config`` (``external.label``, ``torchgeo.label``) are added."""
     baselines = resolve_baselines(baselines)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -199,8 +200,10 @@ def write_report(results: pd.DataFrame, out: Path, config: BaseModel | dict | No
         figure = plot_prediction_maps(out / "predictions", task, out / f"prediction_maps_{task}.png")
         figures += [figure.name] if figure else []
     cfg = config.model_dump() if isinstance(config, BaseModel) else (config or {})
-    if cfg.get("external"):
-        baselines = (*baselines, cfg["external"]["label"])
+    for name in baseline_inits():  # baseline inits reported under a label of their own (external, torchgeo)
+        section = cfg.get(name.replace("-", "_"))
+        if isinstance(section, dict) and section.get("label"):
+            baselines = (*baselines, section["label"])
     for name, frame in (("summary.csv", summary), ("comparisons.csv", comparisons(results, baselines))):
         write_csv_atomic(frame, out / name)
     path = out / "report.md"

@@ -190,7 +190,8 @@ def eossl_encoder(pretrained: bool = False, recipe: dict | None = None, in_chans
     ``local-dir:`` folder when ``pretrained``. ``model(x)`` gives pooled features ``[B, num_features]``."""
     if recipe is None:
         raise ValueError("eossl_encoder needs model_args.recipe (write the folder with 'eossl export')")
-    kwargs = {k: v for k, v in kwargs.items() if k not in ("pretrained_cfg_overlay", "cache_dir", "num_classes")}
+    ignored = ("pretrained_cfg_overlay", "pretrained_model_args", "cache_dir", "num_classes")  # timm bookkeeping
+    kwargs = {k: v for k, v in kwargs.items() if k not in ignored}
     if kwargs:
         raise ValueError(f"eossl_encoder: unsupported arguments {sorted(kwargs)}")
     encoder = build_from_recipe(recipe)

@@ -1,0 +1,51 @@
+"""The commands that take models away: ``eossl export``, ``finetune``, ``predict`` and ``embed``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from eossl.cli.main import _guarded, app
+
+
+@app.command()
+def export(
+    source: Annotated[Path, typer.Argument(help="pretraining run folder or its .ckpt")],
+    out: Annotated[Path, typer.Argument(help="folder to write (timm's local-dir layout)")],
+    format: str = typer.Option("timm", "--format", help="timm: config.json + model.safetensors; onnx: also model.onnx"),
+    modality: str = typer.Option(None, help="which encoder of a cross-modal checkpoint (e.g. s1, or s2+s1 fused)"),
+    report: Path = typer.Option(None, help="an 'eossl evaluate' run whose table goes into the model card"),
+    overwrite: bool = typer.Option(False, help="replace an existing folder"),
+) -> None:
+    """Export a pretrained encoder: timm.create_model("local-dir:OUT", pretrained=True) loads it."""
+    from eossl.deploy.export import ExportRequest, export_encoder
+    from eossl.errors import ConfigError
+
+    def run():
+        if format not in ("timm", "onnx"):
+            raise ConfigError(f"--format: expected timm or onnx, got '{format}'")
+        result = export_encoder(ExportRequest(source, out, format, modality, report, overwrite))
+        typer.echo(f"exported the {result.modality} encoder ({result.architecture}) to {result.out}: "
+                   f"{', '.join(result.files)}")  # fmt: skip
+        typer.echo(f"  timm local-dir features vs eossl: max |diff| {result.timm_max_abs_diff:.2e}")
+        if result.onnx_max_abs_diff is not None:
+            typer.echo(f"  onnxruntime features vs PyTorch: max |diff| {result.onnx_max_abs_diff:.2e}")
+        note = "after `import eossl` (eossl_encoder)" if result.needs_eossl else "with timm alone"
+        typer.echo(f'  load {note}: timm.create_model("local-dir:{result.out}", pretrained=True)')
+
+    _guarded(run)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def finetune(ctx: typer.Context, config: Annotated[Path, typer.Argument(help="YAML config")]) -> None:
+    """Train one task model on a store's target and save it as a deployable folder (see configs/finetune.yaml)."""
+    from eossl.config import load_config
+    from eossl.deploy.finetune import FinetuneConfig, run_finetune
+
+    def run():
+        summary = run_finetune(load_config(FinetuneConfig, config, ctx.args), log=typer.echo)
+        typer.echo(f"task model: {summary.out} ({summary.seconds:.0f}s)")
+
+    _guarded(run)
