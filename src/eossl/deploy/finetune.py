@@ -165,6 +165,8 @@ def run_finetune(cfg: FinetuneBase, log: Callable[[str], None] = print) -> Finet
     """Train the task model ``cfg`` describes and write its folder to ``cfg.out`` (atomically)."""
     quiet_lightning()
     started = time.perf_counter()
+    if cfg.out.exists() and not cfg.overwrite:  # refused before any training, not after it
+        raise ConfigError(f"'{cfg.out}' already exists: choose another 'out' or set overwrite=true")
     ecfg = evaluation_config(cfg)
     INITS[cfg.init](ecfg, {}).check()
     data = EvalData(ecfg)

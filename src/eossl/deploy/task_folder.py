@@ -32,6 +32,7 @@ from eossl.evaluation.registry import TASK_KINDS
 from eossl.evaluation.tasks._base import DenseOptions, Task
 from eossl.models.adapters import AdapterOptions, configure_trainable
 from eossl.models.timm_export import CONFIG_FILE, WEIGHTS_FILE, build_from_recipe, read_folder_config
+from eossl.training import bf16_autocast
 
 KIND = "task-model"
 
@@ -65,7 +66,7 @@ def save_task_model(folder: Path, model: TaskModel, entry: dict[str, Any]) -> No
 class DeployedModel:
     """A task model loaded from its folder, in eval mode on the CPU.
 
-    ``model(x)`` takes ``[B, bands, H, W]`` in physical units (NaN where there is no data) and returns
+    ``model(x)`` (calling the :class:`DeployedModel`) takes ``[B, bands, H, W]`` in physical units (NaN where there is no data) and returns
     every task's outputs by task name (logits for classes, values for regression). ``bands`` are the
     input modalities stacked in order, ``stats`` their per-band normalisation.
     """
@@ -92,7 +93,11 @@ class DeployedModel:
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.model(x)
+        """Every task's outputs (float32) on ``x``, computed on the model's device under the same bf16
+        autocast as the metrics in ``config.json`` (where the device runs bf16 natively)."""
+        device = next(self.model.parameters()).device
+        with bf16_autocast(device):
+            return {name: out.float() for name, out in self.model(x.to(device)).items()}
 
 
 def load_task_model(folder: str | Path) -> DeployedModel:
