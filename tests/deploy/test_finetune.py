@@ -119,3 +119,23 @@ def test_bad_configs_get_clear_errors(store, pretrained, tmp_path):
     with pytest.raises(ConfigError, match="already exists"):
         run_finetune(FinetuneConfig(out=tmp_path / "e", data={"store": store}, init="random",
                                     encoder={"name": "test_resnet"}, task="label", training=SHORT))  # fmt: skip
+
+
+def test_torchgeo_weights_as_the_init_of_a_task_model(store, tmp_path, monkeypatch):
+    """``init: torchgeo:NAME`` with a local weights file (a stand-in for TorchGeo's SSL4EO-S12 MoCo ResNet-18)."""
+    pytest.importorskip("torchgeo")
+    import timm
+
+    torch.manual_seed(0)
+    weights = tmp_path / "resnet18_sentinel2_all_moco-59bfdff9.pth"
+    torch.save(timm.create_model("resnet18", in_chans=13, num_classes=0).state_dict(), weights)
+    monkeypatch.setattr("torch.hub.load_state_dict_from_url", lambda *a, **k: pytest.fail("tried to download"))
+    args = ["finetune", str(CONFIG), "init=torchgeo:RESNET18_SENTINEL2_ALL_MOCO", f"torchgeo.file={weights}",
+            f"data.store={store}", "task=label", f"out={tmp_path / 'model'}", "protocol=frozen",
+            *(f"training.{k}={json.dumps(v)}" for k, v in SHORT.items())]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    entry = json.loads((tmp_path / "model" / "config.json").read_text())["eossl"]
+    assert entry["training"]["init"] == "torchgeo" and entry["recipe"]["encoder"]["name"] == "resnet18"
+    assert entry["normalization"]["std"] == pytest.approx([1.0] * 12)  # TorchGeo's DN / 10000 = reflectance
+    assert load_task_model(tmp_path / "model").model.encoder.model.conv1.weight.shape[1] == 12

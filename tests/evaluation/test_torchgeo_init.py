@@ -181,3 +181,13 @@ def test_evaluate_end_to_end(small_store, weights_file, tmp_path):
     assert "torchgeo vs random" not in report  # both are baselines
     assert "the weights are a resnet18" not in result.output  # encoder.name is already resnet18
     assert "s2 normalised as TorchGeo does, (DN - 0) / 10000, DN = physical x 10000" in result.output
+
+
+def test_an_inits_entry_names_the_weights():
+    """``inits: [torchgeo:NAME]`` means ``inits: [torchgeo]`` with ``torchgeo.weights: NAME``; others take none."""
+    from eossl.config import load_config
+
+    cfg = load_config(EvaluateConfig, None, ["data.store=x", "inits=[torchgeo:RESNET18_SENTINEL2_ALL_MOCO,random]"])
+    assert cfg.inits == ["torchgeo", "random"] and cfg.torchgeo.weights == "RESNET18_SENTINEL2_ALL_MOCO"
+    with pytest.raises(ConfigError, match="only torchgeo take a ':VALUE' argument"):
+        load_config(EvaluateConfig, None, ["data.store=x", "inits=[random:3]"])

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from eossl.checkpoints import load_pretrained_encoders
 from eossl.data.config import DataConfig
@@ -28,7 +28,7 @@ from eossl.deploy.metadata import folder_entry, input_metadata
 from eossl.deploy.task_folder import KIND, save_task_model, task_json
 from eossl.errors import ConfigError
 from eossl.evaluation.budget import rate_grid, rates_label, search_rates
-from eossl.evaluation.config import DenseConfig, EvaluateConfig, FusionConfig
+from eossl.evaluation.config import DenseConfig, EvaluateConfig, FusionConfig, expand_init_argument
 from eossl.evaluation.context import Evaluation
 from eossl.evaluation.data import EvalData
 from eossl.evaluation.finetune import TrainedResult, predict, train_task_model
@@ -72,6 +72,15 @@ class FinetuneBase(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _init_argument(cls, raw: Any) -> Any:  # init: torchgeo:RESNET18_SENTINEL2_ALL_MOCO
+        if isinstance(raw, dict) and isinstance(raw.get("init"), str):
+            raw = dict(raw)
+            raw["init"] = expand_init_argument(raw["init"], raw)
+        return raw
+
     out: Path = Path("runs/finetune/model")
     overwrite: bool = False
     data: DataConfig

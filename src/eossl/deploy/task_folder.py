@@ -66,7 +66,7 @@ def save_task_model(folder: Path, model: TaskModel, entry: dict[str, Any]) -> No
 class DeployedModel:
     """A task model loaded from its folder, in eval mode on the CPU.
 
-    ``model(x)`` (calling the :class:`DeployedModel`) takes ``[B, bands, H, W]`` in physical units (NaN where there is no data) and returns
+    Calling it takes ``[B, bands, H, W]`` in physical units (NaN where there is no data) and returns
     every task's outputs by task name (logits for classes, values for regression). ``bands`` are the
     input modalities stacked in order, ``stats`` their per-band normalisation.
     """

@@ -13,7 +13,7 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from eossl.data.config import DataConfig
 from eossl.errors import ConfigError
@@ -130,6 +130,14 @@ class EvaluateBase(_Strict):
     prediction_maps: int = Field(4, ge=0)  # test samples drawn per dense task in the report
     accelerator: str = "auto"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _init_arguments(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and isinstance(raw.get("inits"), list):
+            raw = dict(raw)
+            raw["inits"] = [expand_init_argument(entry, raw) for entry in raw["inits"]]
+        return raw
+
     @field_validator("fractions")
     @classmethod
     def _fractions_in_range(cls, value: list[float]) -> list[float]:
@@ -174,6 +182,22 @@ class EvaluateBase(_Strict):
             if len(set(combo)) != len(combo) or "" in combo:
                 raise ConfigError(f"'modalities': '{'+'.join(combo)}' must name distinct modalities joined by '+'")
         return combos
+
+
+def expand_init_argument(entry: str, raw: dict[str, Any]) -> str:
+    """``NAME:VALUE`` -> ``NAME``, with ``VALUE`` set as the field its init class names as ``argument`` in
+    the init's section of ``raw`` (``torchgeo:RESNET18_SENTINEL2_ALL_MOCO`` sets ``torchgeo.weights``)."""
+    if not isinstance(entry, str) or ":" not in entry:
+        return entry
+    name, value = entry.split(":", 1)
+    init = INITS.get(name)
+    field = getattr(init, "argument", None) if init is not None else None
+    if field is None:
+        takes = [n for n, i in INITS.items() if getattr(i, "argument", None)]
+        raise ConfigError(f"init '{entry}': only {', '.join(takes) or 'no init'} take a ':VALUE' argument")
+    section = raw.setdefault(name.replace("-", "_"), {}) or {}
+    raw[name.replace("-", "_")] = {**section, field: value}
+    return name
 
 
 def _sections() -> dict[str, Any]:

@@ -27,11 +27,13 @@ if TYPE_CHECKING:
 
 class Init:
     """One init. ``baseline``: reported as a baseline (compared against, not the one being proven).
-    ``config``: the pydantic model of its own section (named like the init), or None."""
+    ``config``: the pydantic model of its own section (named like the init), or None; ``argument``: the
+    field of that section an ``inits`` entry ``NAME:VALUE`` sets (``torchgeo:RESNET18_SENTINEL2_ALL_MOCO``)."""
 
     name: ClassVar[str]
     baseline: ClassVar[bool] = False
     config: ClassVar[type[BaseModel] | None] = None
+    argument: ClassVar[str | None] = None  # the section field ``inits: [NAME:VALUE]`` sets (torchgeo: weights)
 
     def __init__(self, cfg: EvaluateBase, pretrained: dict[str, PretrainedEncoder]) -> None:
         self.cfg, self.pretrained = cfg, pretrained

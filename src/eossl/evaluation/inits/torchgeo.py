@@ -122,6 +122,7 @@ class TorchGeoInit(FreshInit):
 
     baseline = True
     config = TorchGeoInitConfig
+    argument = "weights"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
