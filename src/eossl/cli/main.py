@@ -78,6 +78,24 @@ def data_synth(
     _guarded(run)
 
 
+@data_app.command("synth-scene")
+def data_synth_scene(
+    out: Annotated[Path, typer.Argument(help="folder for the scene's GeoTIFFs")],
+    size: int = typer.Option(512, help="scene side in 10 m pixels (a multiple of 32)"),
+    seed: int = typer.Option(0),
+    change: bool = typer.Option(False, help="also s2_after.tif (one year later, with changes) and change.tif"),
+    overwrite: bool = typer.Option(False, help="replace files in an existing folder"),
+) -> None:
+    """Render one synthetic location as GeoTIFFs in its UTM zone (s2, s1, land cover, forest, change truth)."""
+    from eossl.data.synth.scene import write_scene
+
+    def run():
+        for path in write_scene(out, size, seed, change_fraction=1.0 if change else 0.0, overwrite=overwrite):
+            typer.echo(f"wrote {path}")
+
+    _guarded(run)
+
+
 @data_app.command("import", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def data_import(
     ctx: typer.Context,
