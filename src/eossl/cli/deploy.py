@@ -49,3 +49,40 @@ def finetune(ctx: typer.Context, config: Annotated[Path, typer.Argument(help="YA
         typer.echo(f"task model: {summary.out} ({summary.seconds:.0f}s)")
 
     _guarded(run)
+
+
+@app.command()
+def embed(
+    model: Annotated[Path, typer.Argument(help="an export folder, a pretraining run folder or its .ckpt")],
+    source: Annotated[Path, typer.Argument(help="a GeoTIFF scene, a folder of GeoTIFFs or a store")],
+    out: Annotated[Path, typer.Argument(help="GeoParquet file to write")],
+    modality: str = typer.Option(None, help="which encoder of a cross-modal checkpoint"),
+    tile: int = typer.Option(None, help="patch side in pixels (default: the encoder's training patch size)"),
+    stride: int = typer.Option(None, help="step between patches (default: the tile)"),
+    batch_size: int = typer.Option(64),
+    max_nodata: float = typer.Option(0.5, help="skip patches with a larger share of nodata pixels"),
+    bands: str = typer.Option(None, help="comma-separated band names of files without band descriptions"),
+    overwrite: bool = typer.Option(False, help="replace an existing file"),
+    device: str = typer.Option("auto", help="auto (cuda when available), cpu or cuda"),
+) -> None:
+    """Per-patch embeddings of a region as GeoParquet (footprint geometry, embedding vector, time)."""
+    from eossl.deploy.embed import EmbedRequest
+    from eossl.deploy.embed import embed as run_embed
+
+    def run():
+        request = EmbedRequest(model, source, out, modality, tile, stride, batch_size, max_nodata,
+                               bands.split(",") if bands else None, overwrite, device)  # fmt: skip
+        summary = run_embed(request, progress=_progress("patches"))
+        typer.echo(f"\nwrote {summary.patches} embeddings of dimension {summary.dimension} ({summary.crs}) to "
+                   f"{summary.out} in {summary.seconds:.1f}s; {summary.skipped_nodata} skipped (nodata)")  # fmt: skip
+
+    _guarded(run)
+
+
+def _progress(what: str):
+    """A one-line progress counter on stderr."""
+
+    def show(done: int, total: int) -> None:
+        typer.echo(f"\r{done}/{total} {what}", nl=False, err=True)
+
+    return show

@@ -44,7 +44,8 @@ class EmbedRequest:
     """What to embed: the encoder of ``modality`` (None: the first) of ``model`` (an ``eossl export``
     folder, a pretraining run folder or a ``.ckpt``) over ``source`` (a GeoTIFF, a folder of them or a
     store) into GeoParquet ``out``. ``tile``/``stride`` in pixels (default: the training patch size /
-    ``tile``); ``bands``: the GeoTIFFs' band names in file order where they have no descriptions."""
+    ``tile``; a store's samples are embedded whole); ``bands``: the GeoTIFFs' band names in file order
+    where they have no descriptions; ``max_nodata``: the largest share of nodata pixels a kept patch has."""
 
     model: Path
     source: Path
@@ -337,21 +338,22 @@ def embed(request: EmbedRequest, progress: Callable[[int, int], None] | None = N
         empty = _table(_Patches(*[np.zeros(0, object)] * 7), np.zeros((0, 1)), time_type)
         schema = empty.schema.with_metadata(_geo_metadata(crs))
         with pq.ParquetWriter(name, schema) as writer:
+
+            def flush() -> int:  # the held rows as one row group
+                table = pa.concat_tables(held).replace_schema_metadata(schema.metadata)
+                writer.write_table(table, row_group_size=max(len(table), 1))
+                held.clear()
+                return len(table)
+
             for batch in _batches(chunks, request.batch_size, request.max_nodata, counts):
                 x = torch.from_numpy(np.ascontiguousarray(batch.x)).to(device)
                 with torch.no_grad():
                     features = encoder(normalize_input(normalizer, pre.modality, x, fill_missing=fill))
                 held.append(_table(batch, features.float().cpu().numpy(), time_type))
-                if sum(map(len, held)) >= ROWS_PER_GROUP:
-                    writer.write_table(pa.concat_tables(held).replace_schema_metadata(schema.metadata),
-                                       row_group_size=ROWS_PER_GROUP * 2)  # fmt: skip
-                    written, held = written + sum(map(len, held)), []
+                written += flush() if sum(map(len, held)) >= ROWS_PER_GROUP else 0
                 if progress is not None:
                     progress(counts[0], total)
-            if held:
-                writer.write_table(pa.concat_tables(held).replace_schema_metadata(schema.metadata),
-                                   row_group_size=ROWS_PER_GROUP * 2)  # fmt: skip
-                written += sum(map(len, held))
+            written += flush() if held else 0
         Path(name).replace(out)
     finally:
         Path(name).unlink(missing_ok=True)
