@@ -79,6 +79,45 @@ def embed(
     _guarded(run)
 
 
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="a folder of 'eossl finetune' ('eossl export' with --features)")],
+    scenes: Annotated[list[Path], typer.Argument(help="SCENE.tif [SCENE2.tif for a change model] OUT.tif")],
+    tile: int = typer.Option(None, help="tile side in pixels (default: the model's training patch size)"),
+    overlap: int = typer.Option(None, help="pixels shared by neighbouring tiles, blended (default: tile // 4)"),
+    batch_size: int = typer.Option(16),
+    bands: str = typer.Option(None, help="comma-separated band names of files without band descriptions"),
+    output: str = typer.Option("classes", help="classes | probabilities | both (class tasks)"),
+    task: str = typer.Option(None, help="which task of a multi-task model"),
+    features: bool = typer.Option(False, "--features", help="MODEL is an exported encoder: write per-tile embeddings"),
+    scale: float = typer.Option(None, help="override the model's stored -> physical scale"),
+    offset: float = typer.Option(None, help="override the model's stored -> physical offset"),
+    overwrite: bool = typer.Option(False, help="replace an existing output"),
+    device: str = typer.Option("auto", help="auto (cuda when available), cpu or cuda"),
+) -> None:
+    """Tiled inference over whole georeferenced scenes into a Cloud-Optimised GeoTIFF."""
+    from eossl.deploy.predict import PredictRequest
+    from eossl.deploy.predict import predict as run_predict
+    from eossl.errors import ConfigError
+
+    def run():
+        if len(scenes) not in (2, 3):
+            raise ConfigError(f"expected SCENE.tif [SCENE2.tif] OUT.tif, got {len(scenes)} paths")
+        if output not in ("classes", "probabilities", "both"):
+            raise ConfigError(f"--output: expected classes, probabilities or both, got '{output}'")
+        request = PredictRequest(model, list(scenes[:-1]), scenes[-1], tile, overlap, batch_size,
+                                 bands.split(",") if bands else None, output, task, features, overwrite, device,
+                                 scale, offset)  # fmt: skip
+        summary = run_predict(request, progress=_progress("tiles"))
+        for warning in summary.warnings:
+            typer.secho(f"\nWARNING {warning}", fg=typer.colors.YELLOW, err=True)
+        typer.echo(f"\nwrote {', '.join(map(str, summary.outputs or [summary.out]))}: {summary.width} x "
+                   f"{summary.height} px, {summary.tiles} tiles in {summary.seconds:.1f}s "
+                   f"({summary.tiles_per_second:.1f} tiles/s, peak RSS {summary.peak_rss_mb:.0f} MB)")  # fmt: skip
+
+    _guarded(run)
+
+
 def _progress(what: str):
     """A one-line progress counter on stderr."""
 

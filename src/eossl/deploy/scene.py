@@ -13,6 +13,7 @@ than the window asked for.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import warnings
 from collections.abc import Sequence
@@ -74,6 +75,22 @@ def match_bands(
         found = ", ".join(n or "(unnamed)" for n in names)
         raise ConfigError(f"'{path}' lacks band(s) {', '.join(missing)} the model needs; it has {found}")
     return indexes, None
+
+
+def window_starts(size: int, tile: int, stride: int) -> list[int]:
+    """Window offsets along one axis: every ``stride`` pixels, the last shifted to end at ``size``."""
+    if size <= tile:
+        return [0]
+    return [*range(0, size - tile, stride), size - tile]
+
+
+def window_grid(height: int, width: int, tile: int, overlap: int, padded: bool = False) -> tuple[list[int], list[int]]:
+    """Row and column offsets of ``tile``-px windows every ``tile - overlap`` px covering a raster: the last
+    shifted to end at the edge, or with ``padded`` a regular grid whose last windows reach past it."""
+    stride = tile - overlap
+    if padded:
+        return tuple([i * stride for i in range(max(1, math.ceil((n - tile) / stride) + 1))] for n in (height, width))
+    return window_starts(height, tile, stride), window_starts(width, tile, stride)
 
 
 @dataclasses.dataclass
@@ -196,6 +213,17 @@ class Scene:
                 x[:, alpha == 0] = np.nan
             out[channel : channel + len(x), r0 - row : r1 - row, c0 - col : c1 - col] = x
             channel += len(x)
+        return out
+
+    def read_windows(self, origins: Sequence[tuple[int, int]], tile: int) -> np.ndarray:
+        """``[B, bands, tile, tile]`` of the windows at ``origins`` (row, col): one read per row of windows."""
+        out = np.empty((len(origins), sum(len(d.indexes) for d in self.dates), tile, tile), np.float32)
+        for row in sorted({r for r, _ in origins}):
+            cols = [(i, c) for i, (r, c) in enumerate(origins) if r == row]
+            left = min(c for _, c in cols)
+            strip = self.read(Window(left, row, max(c for _, c in cols) + tile - left, tile))
+            for i, c in cols:
+                out[i] = strip[:, :, c - left : c - left + tile]
         return out
 
     def valid(self, x: np.ndarray) -> np.ndarray:
