@@ -338,7 +338,10 @@ def predict(request: PredictRequest, progress: Callable[[int, int], None] | None
                     progress(min(following, len(windows)), len(windows))
             for writer in writers:
                 writer.finish()
+            umask = os.umask(0)
+            os.umask(umask)
             for writer in writers:
+                os.chmod(writer.cog, 0o666 & ~umask)  # mkstemp makes it private; the result is an ordinary file
                 os.replace(writer.cog, writer.product.path)
         finally:
             for writer in writers:
