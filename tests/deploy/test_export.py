@@ -129,7 +129,7 @@ def test_onnx_export_matches_pytorch_in_onnxruntime(runs, tmp_path):
 def test_model_card_says_how_to_load_and_what_goes_in(runs, tmp_path):
     export_encoder(ExportRequest(runs["detail"], tmp_path / "export"))
     card = (tmp_path / "export" / "README.md").read_text()
-    assert 'timm.create_model("local-dir:export", pretrained=True)' in card and "import eossl" in card
+    assert f'timm.create_model("local-dir:{tmp_path / "export"}", pretrained=True)' in card and "import eossl" in card
     assert "| B8A | s2 | 865 |" in card and "physical = (stored + 0) / 10000" in card
     assert "pretrained with **simclr**" in card
 

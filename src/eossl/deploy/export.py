@@ -167,6 +167,6 @@ def export_encoder(request: ExportRequest) -> ExportResult:
                                        "input_shape": shape, "max_abs_diff": onnx_diff}  # fmt: skip
         config["eossl"]["files"] = [*files, "README.md"]
         (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
-        (folder / "README.md").write_text(model_card(config, Path(request.out).name, request.report), encoding="utf-8")
+        (folder / "README.md").write_text(model_card(config, str(request.out), request.report), encoding="utf-8")
     return ExportResult(Path(request.out), modality, config["architecture"], config["eossl"]["needs_eossl"],
                         timm_diff, onnx_diff, config["eossl"]["files"])  # fmt: skip

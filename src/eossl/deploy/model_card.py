@@ -52,7 +52,7 @@ def model_card(config: dict[str, Any], folder_name: str, report: Path | None = N
     needs = entry["needs_eossl"]
     loader = ["import eossl  # registers eossl_encoder with timm", "import timm"] if needs else ["import timm"]
     lines = [
-        f"# {folder_name}: {config['architecture']} encoder for {entry['modality']}",
+        f"# {Path(folder_name).name}: {config['architecture']} encoder for {entry['modality']}",
         "",
         f"A `{pre.get('encoder', {}).get('name', config['architecture'])}` encoder pretrained with "
         f"**{pre.get('method', '?')}** for {pre.get('steps', '?')} steps on `{pre.get('store', '?')}` "
