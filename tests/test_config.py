@@ -47,7 +47,10 @@ def test_method_defaults_follow_the_chosen_method():
 
 @pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parents[1].joinpath("configs").glob("*.yaml")))
 def test_example_configs_validate(path):
+    from eossl.deploy.finetune import FinetuneConfig
+
     model = PretrainConfig if path.name.startswith("pretrain") else EvaluateConfig
+    model = FinetuneConfig if path.name == "finetune.yaml" else model
     cfg = load_config(model, path)
     if path.name.startswith("pretrain_"):
         assert cfg.method.name.replace("-", "_") == path.stem.removeprefix("pretrain_")
