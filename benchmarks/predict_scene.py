@@ -3,11 +3,12 @@
     uv run --frozen python benchmarks/predict_scene.py --work /tmp/eossl-bench-predict
     uv run --frozen python benchmarks/predict_scene.py --sizes 2000 10000 --tile 128 --repeats 2
 
-Writes one synthetic 12-band uint16 Sentinel-2 GeoTIFF per ``--sizes`` entry into ``--work`` (square,
-EPSG:32633, 10 m, tiled 512 x 512, deflate; smooth noise around the model's band means plus fine noise,
-a nodata corner), written block row by block row, and reused when present. The model is ``--model`` or a
-tiny random-init segmentation model (``test_resnet``, 2 steps of :func:`eossl.deploy.finetune.run_finetune`
-on a small synthetic store, built once into ``WORK/model``); its speed, not its accuracy, is measured.
+Writes one synthetic 12-band uint16 Sentinel-2 GeoTIFF per ``--sizes`` entry (``N`` for a square, or
+``WIDTHxHEIGHT`` px) into ``--work`` (EPSG:32633, 10 m, tiled 512 x 512, deflate with predictor 2;
+smooth noise around the model's band means plus fine noise, a nodata corner), written block row by
+block row, and reused when present. The model is ``--model`` or a tiny random-init segmentation model
+(``test_resnet``, 2 steps of :func:`eossl.deploy.finetune.run_finetune` on a small synthetic store,
+built once into ``WORK/model``); its speed, not its accuracy, is measured.
 
 Each prediction runs in a fresh Python process started by this script (``--child``), so each peak is
 that run's own, alternating between the sizes ``--repeats`` times (2k, 10k, 2k, 10k). A child reports on
@@ -56,8 +57,14 @@ def build_model(work: Path) -> Path:
     return folder
 
 
-def write_scene(path: Path, size: int, stats: dict[str, list[float]], seed: int = 0) -> Path:
-    """A ``size`` x ``size`` 12-band uint16 DN scene (reflectance x 10000) around ``stats``' band means."""
+def parse_size(text: str) -> tuple[int, int]:
+    """``2000`` (square) or ``WIDTHxHEIGHT`` as (width, height)."""
+    width, _, height = text.partition("x")
+    return int(width), int(height or width)
+
+
+def write_scene(path: Path, width: int, height: int, stats: dict[str, list[float]], seed: int = 0) -> Path:
+    """A ``width`` x ``height`` 12-band uint16 DN scene (reflectance x 10000) around ``stats``' band means."""
     import rasterio
     from rasterio.transform import from_origin
 
@@ -66,27 +73,27 @@ def write_scene(path: Path, size: int, stats: dict[str, list[float]], seed: int 
     if path.is_file():
         return path
     rng = np.random.default_rng(seed)
-    nodes = size // SPACING + 2
-    coarse = rng.standard_normal((12, nodes, nodes), dtype=np.float32)
-    pos = np.arange(size) / SPACING
+    coarse = rng.standard_normal((12, height // SPACING + 2, width // SPACING + 2), dtype=np.float32)
+    pos = np.arange(width) / SPACING
     idx, frac = pos.astype(int), (pos % 1).astype(np.float32)
-    along = coarse[:, :, idx] * (1 - frac) + coarse[:, :, idx + 1] * frac  # [12, nodes, size], x interpolated
+    along = coarse[:, :, idx] * (1 - frac) + coarse[:, :, idx + 1] * frac  # [12, nodes, width], x interpolated
     mean = np.array(stats["mean"][:12], np.float32)[:, None, None] * 10000
     std = np.array(stats["std"][:12], np.float32)[:, None, None] * 10000 * 0.7
-    profile = {"driver": "GTiff", "width": size, "height": size, "count": 12, "dtype": "uint16", "nodata": 0,
+    profile = {"driver": "GTiff", "width": width, "height": height, "count": 12, "dtype": "uint16", "nodata": 0,
                "crs": "EPSG:32633", "transform": from_origin(500_000, 5_000_000, 10, 10), "tiled": True,
-               "blockxsize": BLOCK, "blockysize": BLOCK, "compress": "deflate", "BIGTIFF": "IF_SAFER"}  # fmt: skip
+               "blockxsize": BLOCK, "blockysize": BLOCK, "compress": "deflate", "predictor": 2,
+               "BIGTIFF": "IF_SAFER"}  # fmt: skip
     tmp = path.with_name(f".{path.name}.tmp")
     with rasterio.open(tmp, "w", **profile) as dst:
         dst.descriptions = S2_BANDS
-        for top in range(0, size, BLOCK):
-            rows = np.arange(top, min(top + BLOCK, size))
+        for top in range(0, height, BLOCK):
+            rows = np.arange(top, min(top + BLOCK, height))
             iy, ty = rows // SPACING, ((rows / SPACING) % 1).astype(np.float32)[:, None]
             smooth = along[:, iy] * (1 - ty) + along[:, iy + 1] * ty
             noise = np.random.default_rng([seed, top]).standard_normal(smooth.shape, dtype=np.float32)
-            dn = np.clip(mean + std * (smooth + 0.2 * noise), 1, 65535).astype(np.uint16)
-            dn[:, rows[:, None] + np.arange(size)[None] < size // 8] = 0  # a nodata corner
-            dst.write(dn, window=rasterio.windows.Window(0, top, size, len(rows)))
+            dn = np.clip(mean + std * (smooth + 0.1 * noise), 1, 65535).astype(np.uint16)
+            dn[:, rows[:, None] + np.arange(width)[None] < min(width, height) // 8] = 0  # a nodata corner
+            dst.write(dn, window=rasterio.windows.Window(0, top, width, len(rows)))
     tmp.rename(path)
     return path
 
@@ -111,7 +118,7 @@ def child(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=Path("/tmp/eossl-bench-predict"))
-    parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 10000])
+    parser.add_argument("--sizes", nargs="+", default=["2000", "10000"], help="N (square) or WIDTHxHEIGHT px")
     parser.add_argument("--tile", type=int, default=128)
     parser.add_argument("--overlap", type=int, default=None, help="default: tile // 4")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -133,8 +140,9 @@ def main() -> None:
     scenes = {}
     for size in args.sizes:
         started = time.perf_counter()
-        scenes[size] = write_scene(args.work / f"scene-{size}.tif", size, stats)
-        print(f"scene {size} x {size}: {scenes[size].stat().st_size / 2**20:.0f} MiB "
+        width, height = parse_size(size)
+        scenes[size] = write_scene(args.work / f"scene-{width}x{height}.tif", width, height, stats)
+        print(f"scene {width} x {height}: {scenes[size].stat().st_size / 2**20:.0f} MiB "
               f"({time.perf_counter() - started:.0f} s)", flush=True)  # fmt: skip
     rows = []
     for round_ in range(args.repeats):
@@ -152,8 +160,8 @@ def main() -> None:
     lines = ["| scene px | round | tiles | seconds | tiles/s | Mpx/s | peak RSS MB | RSS after imports MB |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for r in rows:
-        lines.append(f"| {r['size']:,} x {r['size']:,} | {r['round']} | {r['tiles']:,} | {r['seconds']:.1f} | "
-                     f"{r['tiles_per_second']:.1f} | {r['size'] ** 2 / r['seconds'] / 1e6:.2f} | "
+        lines.append(f"| {r['width']:,} x {r['height']:,} | {r['round']} | {r['tiles']:,} | {r['seconds']:.1f} | "
+                     f"{r['tiles_per_second']:.1f} | {r['width'] * r['height'] / r['seconds'] / 1e6:.2f} | "
                      f"{r['peak_rss_mb']:.0f} | {r['rss_after_imports_mb']:.0f} |")  # fmt: skip
     table = "\n".join(lines)
     print(table)

@@ -7,12 +7,10 @@ edges) and divided by the weight sum; pooled tasks paint each tile's output over
 way. Only rows that later windows still touch are held; finished rows are written with windowed
 writes, so memory depends on the scene's width, not on its size.
 
-Outputs are Cloud-Optimised GeoTIFFs on the first scene's grid: class ids (uint8, nodata 255; band
-description the task, class names in the ``CLASS_NAMES`` tag), per-class probabilities (float32, a
-band per class; beside the class ids as ``OUT.probabilities.tif`` with ``output="both"``), values
-(float32, NaN nodata) for regression. Pixels with no data in any band (on any date) are nodata. Each
-file is written to a temporary file beside its target (a tiled GeoTIFF whose blocks are each written
-once, then converted by GDAL's COG driver, which builds the overviews) and renamed over it when done.
+Outputs are COGs on the first scene's grid: class ids (uint8, nodata 255, class names in the
+``CLASS_NAMES`` tag), per-class probabilities (float32; ``OUT.probabilities.tif`` with ``both``) or values
+(float32, NaN nodata); pixels without data in any band (on any date) are nodata. Each is written to a
+tiled GeoTIFF beside its target, converted by GDAL's COG driver (overviews) and renamed over it.
 """
 
 from __future__ import annotations
@@ -44,8 +42,8 @@ EPSILON = 1e-3
 """The blending weight at a tile's outermost pixels (never 0, so the scene's edges have a value)."""
 BLOCK_ROWS = 16
 """Block height of the temporary GeoTIFF: the writer flushes whole blocks of this many rows."""
-GDAL_CACHE_BYTES = 256 * 2**20
-"""GDAL's block cache during a prediction (its default grows with the machine's memory)."""
+GDAL_CACHE_BYTES = (64 * 2**20, 512 * 2**20)
+"""GDAL's block cache while predicting: 1.3 rows of the scene's blocks (each decoded once), within these."""
 CLASS_NODATA = 255
 
 Output = Literal["classes", "probabilities", "both"]
@@ -258,9 +256,8 @@ def _feature_runner(request: PredictRequest, device: torch.device) -> tuple[Any,
         return encoder(normalize_input(normalizer, pre.modality, x.to(device))).float().cpu().numpy()
 
     dim = int(encoder.num_features)
-    names = [f"feature_{i}" for i in range(dim)]
-    product = _Product(Path(request.out), "float32", math.nan, names, {"ENCODER": pre.encoder_name}, "average",
-                       lambda v: v)  # fmt: skip
+    product = _Product(Path(request.out), "float32", math.nan, [f"feature_{i}" for i in range(dim)],
+                       {"ENCODER": pre.encoder_name}, "average", lambda v: v)  # fmt: skip
     return pre, run, [product], dim
 
 
@@ -295,8 +292,9 @@ def predict(request: PredictRequest, progress: Callable[[int, int], None] | None
         if product.path.exists() and not request.overwrite:
             raise ConfigError(f"'{product.path}' already exists: choose another output or pass --overwrite")
     tile, overlap = _sizes(request, model)
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), Scene(request.scenes, model.bands, bool(getattr(
-            model, "dates", [])), request.bands, request.scale, request.offset) as scene:  # fmt: skip
+    with Scene(request.scenes, model.bands, bool(getattr(model, "dates", [])), request.bands, request.scale,
+               request.offset) as scene, rasterio.Env(GDAL_CACHEMAX=int(np.clip(
+                   1.3 * scene.block_row_bytes, *GDAL_CACHE_BYTES))):  # fmt: skip
         stats = scene.sample_stats()
         message = check_scaling(f"scene '{request.scenes[0]}'", model.stats, stats, scene.band_labels) if {
             "mean", "std"} <= set(model.stats) else None  # fmt: skip

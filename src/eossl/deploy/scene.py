@@ -215,6 +215,12 @@ class Scene:
             channel += len(x)
         return out
 
+    @property
+    def block_row_bytes(self) -> int:
+        """Bytes of one row of the files' blocks (every band, every date): what reading a strip decodes."""
+        return sum(d.dataset.block_shapes[0][0] * self.width * len(d.indexes) * np.dtype(d.dataset.dtypes[0]).itemsize
+                   for d in self.dates)  # fmt: skip
+
     def read_windows(self, origins: Sequence[tuple[int, int]], tile: int) -> np.ndarray:
         """``[B, bands, tile, tile]`` of the windows at ``origins`` (row, col): one read per row of windows."""
         out = np.empty((len(origins), sum(len(d.indexes) for d in self.dates), tile, tile), np.float32)
