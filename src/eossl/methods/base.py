@@ -49,6 +49,7 @@ from eossl.methods.optimizers import OPTIMIZERS
 from eossl.methods.registry import MethodConfig
 from eossl.models.encoder_zoo.wavelength_vit import WavelengthViT
 from eossl.models.encoders import ENCODERS, encoder_from_config, is_vision_transformer, takes_wavelengths
+from eossl.models.small_map_conv import use_small_map_convolutions
 
 
 def as_modality(description: dict[str, Any]) -> Modality:
@@ -134,6 +135,16 @@ class PretrainMethod(L.LightningModule):
         its sensor's wavelengths)."""
         prefix = f"{self.config.export}."
         return {name: {"kind": "plain", "prefix": prefix, "in_chans": self.channels[name]} for name in self.sensors}
+
+    def configure_model(self) -> None:
+        """The training layout, set once before a strategy wraps the model (Lightning's hook; the benchmarks
+        call it too): channels-last weights and tiny-map convolutions as one GEMM on CPU
+        (:mod:`eossl.models.small_map_conv`). Neither changes a parameter value or a state-dict key."""
+        if getattr(self, "_training_layout", False):
+            return
+        use_small_map_convolutions(self)
+        self.to(memory_format=torch.channels_last)
+        self._training_layout = True
 
     # -- multi-sensor pretraining ------------------------------------------------------------------
     def use_sensor(self, name: str) -> None:

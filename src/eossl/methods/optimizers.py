@@ -16,7 +16,8 @@ OPTIMIZERS: Registry = Registry("optimizer")
 
 @OPTIMIZERS.register("adamw")
 def adamw(groups: list[dict[str, Any]], lr: float) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(groups, lr=lr)
+    # fused: one kernel per step instead of a dozen elementwise passes over every parameter (CPU and CUDA)
+    return torch.optim.AdamW(groups, lr=lr, fused=True)
 
 
 @OPTIMIZERS.register("sgd")
