@@ -66,6 +66,8 @@ class PretrainMethod(L.LightningModule):
     config: ClassVar[type[MethodConfig]] = MethodConfig
     name: ClassVar[str] = ""
     uses_local_views: ClassVar[bool] = False
+    # DDP looks for parameters without a gradient in a step (slower; e.g. SwAV's frozen prototypes)
+    ddp_find_unused_parameters: ClassVar[bool] = False
     single_sensor: ClassVar[str | None] = None  # why the method cannot train on several sensors in turn
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

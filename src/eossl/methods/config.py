@@ -71,12 +71,23 @@ class OptimConfig(_Strict):
 
 
 class TrainerConfig(_Strict):
+    """Lightning ``Trainer`` settings; ``devices``/``num_nodes``/``strategy`` scale a run over processes.
+
+    ``data.batch_size`` is the batch of each process: the global batch is ``batch_size x devices x
+    num_nodes`` (see ``docs/distributed.md``).
+    """
+
     max_epochs: int = 100  # -1: no limit (then max_steps ends the run)
     max_steps: int = -1  # -1: no limit (then max_epochs ends the run)
     accelerator: str = "auto"
     precision: str = "auto"
     log_every_n_steps: int = 10
     progress_bar: bool = True
+    devices: int | Literal["auto"] = "auto"  # processes (GPUs, or CPU processes) per node
+    num_nodes: int = Field(1, ge=1)
+    # auto: one process, or DDP when devices > 1; ddp on CPU uses gloo; fsdp needs CUDA GPUs
+    strategy: Literal["auto", "ddp", "fsdp", "ddp_spawn"] = "auto"
+    sync_batchnorm: bool = False  # BatchNorm statistics over the global batch (all processes)
 
     @field_validator("max_epochs", "max_steps")
     @classmethod
@@ -84,6 +95,25 @@ class TrainerConfig(_Strict):
         if value == 0 or value < -1:
             raise ValueError(f"must be a positive number or -1 (no limit), got {value}: the run would train nothing")
         return value
+
+    @field_validator("devices")
+    @classmethod
+    def _some_devices(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"must be 'auto' or a number of processes per node >= 1, got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _fsdp_on_gpus(self) -> TrainerConfig:
+        if self.strategy == "fsdp" and self.accelerator == "cpu":
+            raise ValueError(FSDP_NEEDS_CUDA)
+        return self
+
+
+FSDP_NEEDS_CUDA = (
+    "strategy 'fsdp' shards parameters across CUDA GPUs and cannot run on CPU; "
+    "use trainer.strategy=ddp (gloo) on CPU, or trainer.accelerator=gpu"
+)
 
 
 class PretrainConfig(_Strict):
@@ -114,4 +144,4 @@ class PretrainConfig(_Strict):
         return self
 
 
-__all__ = ["AnyMethodConfig", "HealthConfig", "OptimConfig", "PretrainConfig", "TrainerConfig"]
+__all__ = ["FSDP_NEEDS_CUDA", "AnyMethodConfig", "HealthConfig", "OptimConfig", "PretrainConfig", "TrainerConfig"]

@@ -14,6 +14,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -21,6 +22,7 @@ import torch
 import yaml
 from lightning.pytorch.callbacks import LambdaCallback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.strategies import DDPStrategy, Strategy
 
 from eossl.checkpoints import (
     PretrainedEncoder,
@@ -34,7 +36,8 @@ from eossl.data.store import SampleStore, write_json_atomic
 from eossl.errors import CheckpointError, ConfigError, EmbeddingCollapseError
 from eossl.io import write_text_atomic
 from eossl.methods.base import check_multi_sensor
-from eossl.methods.config import PretrainConfig
+from eossl.methods.config import FSDP_NEEDS_CUDA, PretrainConfig, TrainerConfig
+from eossl.methods.distributed import GatheredSyncBatchNorm
 from eossl.methods.health import HealthMonitor, KnnData
 from eossl.methods.registry import METHODS
 from eossl.training import quiet_lightning, resolve_precision
@@ -144,12 +147,52 @@ def _check_resume(path: Path, method: str) -> None:
         )
 
 
+def _on_cuda(trainer: TrainerConfig) -> bool:
+    """Whether the run will train on CUDA GPUs (as ``accelerator`` and this machine decide)."""
+    return trainer.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+
+
+def _check_strategy(trainer: TrainerConfig) -> None:
+    """Refuse, before any work, a strategy the machine cannot run (FSDP without CUDA GPUs)."""
+    if trainer.strategy == "fsdp" and not _on_cuda(trainer):
+        raise ConfigError(f"'trainer.strategy': {FSDP_NEEDS_CUDA} (no CUDA GPU here)")
+
+
+def _batchnorm_sync(trainer: TrainerConfig) -> dict[str, Any]:
+    """Trainer arguments for ``trainer.sync_batchnorm``: Lightning's (torch's ``SyncBatchNorm``) on CUDA,
+    :class:`~eossl.methods.distributed.GatheredSyncBatchNorm` elsewhere (torch's is GPU only)."""
+    if not trainer.sync_batchnorm:
+        return {}
+    return {"sync_batchnorm": True} if _on_cuda(trainer) else {"plugins": [GatheredSyncBatchNorm()]}
+
+
+def _agree_to_stop(trainer: L.Trainer, *_: object) -> None:
+    """Stop every process when one asks to (the health monitor judges its own process's batch): a process
+    that stopped alone would leave the others waiting in the next collective."""
+    if trainer.world_size > 1:
+        trainer.should_stop = trainer.strategy.reduce_boolean_decision(trainer.should_stop, all=False)
+
+
+def _strategy(cfg: PretrainConfig) -> str | Strategy:
+    """``trainer.strategy`` for Lightning; DDP looks for unused parameters where the method has some in
+    some steps (its class attribute ``ddp_find_unused_parameters``, e.g. SwAV's frozen prototypes)."""
+    name = cfg.trainer.strategy
+    if name in ("ddp", "ddp_spawn") and METHODS[cfg.method.name].ddp_find_unused_parameters:
+        return DDPStrategy(find_unused_parameters=True, start_method="spawn" if name == "ddp_spawn" else "popen")
+    return name
+
+
 def run_pretrain(cfg: PretrainConfig) -> Path:
     """Train ``cfg.method`` on the store's training split; return the path of the last checkpoint.
 
     Raises :class:`EmbeddingCollapseError` (after writing the checkpoint and summary) when the health
     monitor stopped the run because the embedding stayed collapsed.
+
+    With several processes (``trainer.devices`` x ``trainer.num_nodes``, ``docs/distributed.md``) every
+    process runs this function; only global rank 0 writes ``config.yaml``, the checkpoint and
+    ``summary.json``, and every rank returns the checkpoint's path.
     """
+    _check_strategy(cfg.trainer)
     quiet_lightning()
     L.seed_everything(cfg.seed, verbose=False)
     store = SampleStore(cfg.data.store)
@@ -178,7 +221,6 @@ def run_pretrain(cfg: PretrainConfig) -> Path:
     model = METHODS[cfg.method.name](cfg.model_dump(mode="json"), [asdict(m) for m in modalities], stats)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0)
     health = HealthMonitor(cfg.health.model_dump(), _knn_data(dm, cfg, modality.name))
     progress = [TQDMProgressBar(refresh_rate=10)] if cfg.trainer.progress_bar else []
@@ -189,22 +231,40 @@ def run_pretrain(cfg: PretrainConfig) -> Path:
         max_epochs=cfg.trainer.max_epochs,
         max_steps=cfg.trainer.max_steps,
         accelerator=cfg.trainer.accelerator,
+        devices=cfg.trainer.devices,
+        num_nodes=cfg.trainer.num_nodes,
+        strategy=_strategy(cfg),
+        **_batchnorm_sync(cfg.trainer),
         precision=resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator),
         logger=CSVLogger(out, name="logs", version=""),
-        callbacks=[checkpoint, health, on_start, *progress],
+        callbacks=[checkpoint, health, LambdaCallback(on_train_batch_end=_agree_to_stop), on_start, *progress],
         log_every_n_steps=cfg.trainer.log_every_n_steps,
         enable_progress_bar=cfg.trainer.progress_bar,
         enable_model_summary=False,
         limit_val_batches=0,
         num_sanity_val_steps=0,
     )
+    if trainer.is_global_zero:
+        write_text_atomic(out / "config.yaml", yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    if trainer.world_size > 1:
+        # Lightning shards the training rows over processes with a DistributedSampler, which it can only
+        # put in place of a plain sampler, not in place of the chunk-shuffling batch sampler
+        dm.shuffle = "full"
+        # the model was built from one seed on every process (DDP also copies rank 0's weights); the
+        # augmentations must differ between processes, or sample i of every rank gets the same crop
+        torch.manual_seed(cfg.seed + trainer.global_rank)
     start = time.perf_counter()
     rss_before, reset = _proc_status_mb("VmRSS"), _reset_peak_rss()
     safe = {"weights_only": True} if "weights_only" in inspect.signature(trainer.fit).parameters else {}
     trainer.fit(model, datamodule=dm, ckpt_path=cfg.resume, **safe)
     seconds = time.perf_counter() - start
-    samples = (trainer.global_step - first_step["step"]) * cfg.data.batch_size
+    global_batch = cfg.data.batch_size * trainer.world_size
+    samples = (trainer.global_step - first_step["step"]) * global_batch
     last = out / "checkpoints" / "last.ckpt"
+    if not trainer.is_global_zero:  # rank 0 writes the checkpoint and the summary (maybe on another node)
+        if health.stop_reason:
+            raise EmbeddingCollapseError(f"pretraining stopped: {health.stop_reason}")
+        return last
     if not last.is_file():
         raise ConfigError(
             f"pretraining ran no step (trainer.max_steps={cfg.trainer.max_steps}, "
@@ -227,6 +287,8 @@ def run_pretrain(cfg: PretrainConfig) -> Path:
         "health": health.summary(),
         "filled_nonfinite_values": filled,
         "device": str(model.device),
+        "world_size": trainer.world_size,  # processes; samples_per_second counts all of them
+        "global_batch_size": global_batch,
         "precision": str(trainer.precision),
         "checkpoint": str(last),
     }

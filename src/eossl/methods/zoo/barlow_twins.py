@@ -39,7 +39,8 @@ class BarlowTwins(PretrainMethod):
         super().__init__(config, modalities, stats)
         hp = self.hp
         self.projection = BarlowTwinsProjectionHead(self.num_features, hp["hidden_dim"], hp["projection_dim"])
-        self.criterion = BarlowTwinsLoss(lambda_param=hp["lambda_offdiag"])
+        # under DDP the cross-correlation is averaged over processes (each normalises its own batch)
+        self.criterion = BarlowTwinsLoss(lambda_param=hp["lambda_offdiag"], gather_distributed=True)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         z1, z2 = self.projected_views(batch)

@@ -108,6 +108,10 @@ class CrossModalMethod(PretrainMethod):
         if self.shared and self.hp["sensor_dropout"] > 0:
             self.fused_projection = self.head(width)
         self.criterion = OBJECTIVES[self.hp["objective"]](self.hp["temperature"])
+        # lightly's NT-Xent, VICReg and Barlow Twins losses: negatives / statistics over every process's
+        # batch under DDP (a no-op in one process). MMA's cell InfoNCE stays within each process's batch.
+        if hasattr(self.criterion, "gather_distributed"):
+            self.criterion.gather_distributed = True
 
     # -- the layout of modalities and encoders ------------------------------------------------------
     def check_modalities(self, specs: list[Modality]) -> list[Modality]:

@@ -7,6 +7,8 @@ for x in loader:
     loss = mean over pairs (t_i, s_j), i != j, of -sum(t_i * s_j)
     center = m * center + (1 - m) * mean(g_t(f_t(globals)))      # centring + sharpening avoid collapse
     teacher_temp: linear warmup from 0.04 over the first 30% of training; EMA momentum 0.996 -> 1 (cosine)
+Under DDP the centre is the mean over every process's batch: lightly's DINOLoss all-reduces the batch
+centre (``lightly.models.modules.center.center_mean``), so it stays identical on all processes.
 """
 
 from __future__ import annotations

@@ -78,6 +78,11 @@ class MAE(PretrainMethod):
         self.patch_size = vit.patch_embed.patch_size[0]
         self.backbone = MaskedVisionTransformerTIMM(vit=vit)
         self.sequence_length = self.backbone.sequence_length
+        # never reached by MAE's loss (the pooled features' norm; the backbone's own mask token, the decoder
+        # has its own): frozen, so DDP expects no gradient for them (they never had one)
+        for unused in (vit.fc_norm, getattr(self.backbone, "mask_token", None)):
+            if unused is not None:
+                unused.requires_grad_(False)
         with warnings.catch_warnings():  # deprecated in lightly 1.6 (removal in 1.7; the lock pins 1.6)
             warnings.simplefilter("ignore", FutureWarning)
             self.decoder = self._decoder(vit, self.channels[self.modality_name])

@@ -7,7 +7,10 @@ MoCo v2:
 MoCo v3 (no queue, predictor on the query side, symmetric):
     q1, q2 = h(g(f(x1))), h(g(f(x2)));  k1, k2 = g_m(f_m(x1)), g_m(f_m(x2))
     loss = ctr(q1, k2) + ctr(q2, k1);  ctr(q, k) = 2t * cross_entropy(q k^T / t, arange(N))
-Batch-shuffle BN is omitted: with one device the key batch statistics are the same either way.
+Batch-shuffle BN is omitted: with one device the key batch statistics are the same either way; under DDP
+use ``trainer.sync_batchnorm`` (statistics over the global batch). Under DDP the keys of every process
+are gathered (no gradient): v2 enqueues them all, so the queue is the same on every process; v3 contrasts
+each query against the keys of the global batch, as the paper's code does.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from lightly.models.modules import MoCoProjectionHead
 from pydantic import Field
 
 from eossl.methods.base import PretrainMethod
+from eossl.methods.distributed import gather_keys, key_labels
 from eossl.methods.registry import METHODS, MethodConfig
 
 
@@ -65,8 +69,9 @@ class MoCoV2(PretrainMethod):
         self.register_buffer("queue_pointer", torch.zeros((), dtype=torch.long))
 
     def enqueue(self, keys: torch.Tensor) -> None:
-        """Replace the oldest keys of the queue (a ring buffer) with this batch's keys."""
-        ring_enqueue(self.queue, self.queue_pointer, keys)
+        """Replace the oldest keys of the queue (a ring buffer) with this batch's keys, those of every
+        process under DDP (so the queue stays identical on all of them)."""
+        ring_enqueue(self.queue, self.queue_pointer, gather_keys(keys))
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x_q, x_k = self.views(batch)
@@ -83,10 +88,13 @@ class MoCoV2(PretrainMethod):
 
 
 def contrastive_loss(q: torch.Tensor, k: torch.Tensor, temperature: float) -> torch.Tensor:
-    """MoCo v3's in-batch InfoNCE: the key of the same image is the positive, other keys are negatives."""
-    q, k = F.normalize(q.float(), dim=1), F.normalize(k.float(), dim=1)
+    """MoCo v3's in-batch InfoNCE: the key of the same image is the positive, other keys are negatives.
+
+    Under DDP the keys (no gradient) are those of every process, so the negatives are the global batch.
+    """
+    q, k = F.normalize(q.float(), dim=1), F.normalize(gather_keys(k.float()), dim=1)
     logits = q @ k.T / temperature
-    return 2 * temperature * F.cross_entropy(logits, torch.arange(len(q), device=q.device))
+    return 2 * temperature * F.cross_entropy(logits, key_labels(len(q), q.device))
 
 
 class MoCoV3Config(MethodConfig):

@@ -31,6 +31,7 @@ from torch import nn
 
 from eossl.data.augment import apply_alike
 from eossl.methods.base import PretrainMethod
+from eossl.methods.distributed import gather_keys
 from eossl.methods.registry import METHODS, MethodConfig
 from eossl.methods.zoo.moco import info_nce, ring_enqueue
 
@@ -80,8 +81,9 @@ class SeCo(PretrainMethod):
         self.register_buffer("queue_pointer", torch.zeros(n, dtype=torch.long))
 
     def enqueue(self, subspace: int, keys: torch.Tensor) -> None:
-        """Replace the oldest keys of subspace ``subspace``'s queue with this batch's keys."""
-        ring_enqueue(self.queue[subspace], self.queue_pointer[subspace], keys)
+        """Replace the oldest keys of subspace ``subspace``'s queue with this batch's keys (those of every
+        process under DDP, so the queues stay identical on all of them)."""
+        ring_enqueue(self.queue[subspace], self.queue_pointer[subspace], gather_keys(keys))
 
     def key_views(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """``a(x0)`` and the key images: ``[b(x1)]`` (1 head) or ``[b(x1), a(x2), b(x0)]`` (3 heads)."""

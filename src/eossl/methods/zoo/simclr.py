@@ -4,6 +4,7 @@ for x in loader:
     x1, x2 = augment(x), augment(x)
     z1, z2 = g(f(x1)), g(f(x2))              # g: 2-layer MLP (v1) or 3-layer MLP (v2)
     loss = nt_xent(z1, z2, temperature)     # positive: the other view; negatives: the rest of the batch
+Under DDP the negatives are the global batch: lightly gathers z1, z2 of every process with gradient.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ class SimCLR(PretrainMethod):
         hp = self.hp
         layers = 2 if hp.get("version", 1) == 1 else 3
         self.projection = SimCLRProjectionHead(self.num_features, hp["hidden_dim"], hp["projection_dim"], layers)
-        self.criterion = NTXentLoss(temperature=hp["temperature"])
+        # negatives from every process's batch (gathered with gradient; a no-op in one process)
+        self.criterion = NTXentLoss(temperature=hp["temperature"], gather_distributed=True)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         z1, z2 = self.projected_views(batch)

@@ -42,6 +42,8 @@ class SwAVConfig(MethodConfig):
 class SwAV(PretrainMethod):
     config = SwAVConfig
     uses_local_views: ClassVar[bool] = True
+    # the prototypes get no gradient while frozen (freeze_prototypes_steps): DDP must look for unused ones
+    ddp_find_unused_parameters: ClassVar[bool] = True
 
     def __init__(
         self, config: dict[str, Any], modalities: list[dict[str, Any]], stats: dict[str, dict[str, list[float]]]
@@ -50,7 +52,10 @@ class SwAV(PretrainMethod):
         hp = self.hp
         self.projection = SwaVProjectionHead(self.num_features, hp["hidden_dim"], hp["projection_dim"])
         self.prototypes = SwaVPrototypes(hp["projection_dim"], hp["prototypes"], hp["freeze_prototypes_steps"])
-        self.criterion = SwaVLoss(hp["temperature"], hp["sinkhorn_iterations"], hp["sinkhorn_epsilon"])
+        # Sinkhorn-Knopp's equal partition over the global batch under DDP (a no-op in one process)
+        self.criterion = SwaVLoss(
+            hp["temperature"], hp["sinkhorn_iterations"], hp["sinkhorn_epsilon"], sinkhorn_gather_distributed=True
+        )
 
     def scores(self, views: torch.Tensor, count: int) -> list[torch.Tensor]:
         z = F.normalize(self.projection(self.encoder(views)).float(), dim=1)

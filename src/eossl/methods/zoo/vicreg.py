@@ -43,7 +43,10 @@ class VICReg(PretrainMethod):
         hp = self.hp
         self.projection = VICRegProjectionHead(self.num_features, hp["hidden_dim"], hp["projection_dim"])
         self.criterion = VICRegLoss(
-            lambda_param=hp["invariance_weight"], mu_param=hp["variance_weight"], nu_param=hp["covariance_weight"]
+            lambda_param=hp["invariance_weight"],
+            mu_param=hp["variance_weight"],
+            nu_param=hp["covariance_weight"],
+            gather_distributed=True,  # variance and covariance over the global batch under DDP
         )
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
