@@ -15,6 +15,10 @@ of a round, and the ratio is taken within the round. TorchGeo is not a runtime d
 without the training layout (channels-last weights, tiny-map convolutions as GEMM, see
 ``eossl.models.small_map_conv``), beside a run whose initial weights differ by 1e-6: the speed-up must
 not change what is learned.
+
+``--profile N`` runs torch.profiler over N eossl steps (output stride 32, after a warm-up step) at each
+``--precision`` and prints the operators taking the most time (self CPU time), the breakdown recorded in
+``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ def torchgeo_step(batch: int):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        return float(loss)
+        return loss.item()
 
     return step
 
@@ -80,7 +84,7 @@ def eossl_step(batch: int, output_stride: int | None):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        return float(loss)
+        return loss.item()
 
     return step
 
@@ -165,7 +169,7 @@ def loss_curves(steps: int, batch: int) -> None:
         order = torch.randperm(len(scenes), generator=torch.Generator().manual_seed(1))
         curve = []
         for i in range(steps):
-            rows = order[(i * batch) % len(scenes):][:batch]
+            rows = order[(i * batch) % len(scenes) :][:batch]
             loss = model.training_step({"s2": scenes[rows]}, i)
             optimizer.zero_grad()
             loss.backward()
@@ -180,6 +184,25 @@ def loss_curves(steps: int, batch: int) -> None:
         print(f"{variant:9s} mean loss over the last {tail} steps: {statistics.mean(curve[-tail:]):.4f}")
 
 
+def profile(steps: int, batch: int, precisions: list[str], side: str = "eossl") -> None:
+    """The top operators by self CPU time over ``steps`` training steps of one side."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    for precision in precisions:
+        step = eossl_step(batch, 32) if side == "eossl" else torchgeo_step(batch)
+        bf16 = precision == "bf16"
+        median_step(step, 1, bf16)  # warm-up (oneDNN primitive creation)
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+            median_step(step, steps, bf16)
+        events = prof.key_averages()
+        total = sum(e.self_cpu_time_total for e in events)
+        print(f"{side} {precision}: {total / 1e6 / (steps + 1):.3f} s of operator time per step")
+        for e in sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:14]:
+            share = 100 * e.self_cpu_time_total / total
+            print(f"  {e.key:45s} {share:5.1f}%  {e.self_cpu_time_total / 1e3 / (steps + 1):8.1f} ms/step")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=64)
@@ -188,7 +211,12 @@ def main() -> None:
     parser.add_argument("--precision", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"])
     parser.add_argument("--json", help="also write the rounds to this JSON file")
     parser.add_argument("--loss-curve", type=int, default=0, metavar="N", help="print two N-step loss curves")
+    parser.add_argument("--profile", type=int, default=0, metavar="N", help="profile N steps instead")
+    parser.add_argument("--side", choices=["eossl", "torchgeo"], default="eossl", help="what --profile profiles")
     args = parser.parse_args()
+    if args.profile:
+        profile(args.profile, args.batch, args.precision, args.side)
+        return
     if args.loss_curve:
         loss_curves(args.loss_curve, args.batch)
         return

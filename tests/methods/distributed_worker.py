@@ -6,7 +6,8 @@ Run as a script for several processes (Lightning's ``ddp`` launcher re-runs this
 
 or call :func:`run` in-process with ``world=1``. For every method it writes ``OUT/METHOD.rank{R}.pt``
 holding, after the one step: the loss averaged over processes, every parameter's gradient as the
-optimiser sees it (after DDP's all-reduce), and MoCo v2's queue.
+optimiser sees it (after DDP's all-reduce), and MoCo v2's queue; and ``OUT/METHOD.features.rank{R}.pt``,
+the frozen features of the global batch after the step (data-parallel over the processes).
 
 The global batch is the first ``GLOBAL_BATCH`` rows of the store; rank ``r`` of ``world`` processes
 takes rows ``r::world`` (:class:`RankRows`, in place of Lightning's DistributedSampler, which shuffles).
@@ -30,6 +31,7 @@ from eossl.data.store import SampleStore
 from eossl.methods import METHODS
 from eossl.methods.config import PretrainConfig
 from eossl.methods.distributed import GatheredSyncBatchNorm, rank, world_size
+from eossl.models.features import encode
 
 GLOBAL_BATCH = 16
 SMALL = {
@@ -115,6 +117,10 @@ def run(store_path: str, out: str, world: int, methods: list[str]) -> None:
         )
         loader = DataLoader(Rows(images), batch_size=GLOBAL_BATCH // world, sampler=RankRows(GLOBAL_BATCH))
         trainer.fit(model, train_dataloaders=loader)
+        # frozen features after the step, in batches of 5 (uneven shares: rank 0 encodes batches 0 and 2,
+        # rank 1 batches 1 and 3, the last one of a single row): each process returns all 16 in order
+        features = encode(model.encoder, model.normalizer, "s2", images, torch.device("cpu"), batch_size=5)
+        torch.save(features, Path(out) / f"{name}.features.rank{rank()}.pt")
 
 
 if __name__ == "__main__":

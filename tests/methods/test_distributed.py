@@ -32,6 +32,7 @@ WORKER = Path(__file__).with_name("distributed_worker.py")
 EOSSL = Path(sys.executable).with_name("eossl")
 # fp32 (precision 32-true); the two runs differ only in the order of floating-point sums
 RTOL, ATOL = 1e-4, 1e-5
+BF16_RTOL, BF16_ATOL = 1.6e-2, 4e-3  # features: bf16 keeps 8 bits of mantissa
 
 
 def _env() -> dict[str, str]:
@@ -56,7 +57,9 @@ def test_two_processes_take_the_same_step_as_one_over_the_same_global_batch(smal
     statistics are those of the global batch (``sync_batchnorm``, on CPU eossl's gathered BatchNorm) and
     DDP averages gradients of per-process means. Augmentation is off in both runs (see the worker):
     it draws per-process random numbers, so the views would differ otherwise. MoCo v2's queue must also
-    be identical on both processes after the step and hold the keys of the whole global batch.
+    be identical on both processes after the step and hold the keys of the whole global batch. Frozen
+    features extracted after the step (data-parallel: each process encodes every other batch) equal the
+    one-process features on every process.
     """
     methods = ["simclr", "moco-v2"]
     single, multi = tmp_path / "single", tmp_path / "multi"
@@ -71,6 +74,12 @@ def test_two_processes_take_the_same_step_as_one_over_the_same_global_batch(smal
         for key, grad in one["grads"].items():
             for rank in ranks:  # DDP leaves the same averaged gradient on every process
                 torch.testing.assert_close(rank["grads"][key], grad, rtol=RTOL, atol=ATOL, msg=f"{name}: {key}")
+        # feature extraction is data-parallel: each process encodes its share, every one gets all rows
+        features = torch.load(single / f"{name}.features.rank0.pt")
+        assert features.shape[0] == GLOBAL_BATCH
+        for r in range(2):  # encoded under bf16 autocast where the CPU has it: bf16 rounding of ~1e-6 apart weights
+            extracted = torch.load(multi / f"{name}.features.rank{r}.pt")
+            torch.testing.assert_close(extracted, features, rtol=BF16_RTOL, atol=BF16_ATOL)
     one, ranks = torch.load(single / "moco-v2.rank0.pt"), [torch.load(multi / f"moco-v2.rank{r}.pt") for r in (0, 1)]
     assert torch.equal(ranks[0]["queue"], ranks[1]["queue"])
     # the gathered keys are in rank order: those of rows 0, 2, 4, ..., then of rows 1, 3, 5, ...

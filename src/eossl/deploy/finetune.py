@@ -160,7 +160,6 @@ class FinetuneSummary:
     seconds: float
 
 
-
 def _setting(evaluation: Evaluation, task_name: str) -> Setting:
     task = evaluation.data.tasks[0]
     for setting in settings(evaluation.cfg, evaluation.data):

@@ -68,10 +68,13 @@ def model_card(config: dict[str, Any], folder_name: str, report: Path | None = N
         "features = model(x)  # x: [B, bands, H, W], normalised as below",
         "```",
         "",
-        ("This encoder is not expressible with timm's own arguments (eossl stem, spectral or wavelength "
-         "layers, or several inputs): `import eossl` registers the timm model `eossl_encoder`, whose "
-         "`model_args.recipe` in `config.json` rebuilds it." if needs else
-         "A plain timm architecture: timm alone loads it, eossl need not be installed."),
+        (
+            "This encoder is not expressible with timm's own arguments (eossl stem, spectral or wavelength "
+            "layers, or several inputs): `import eossl` registers the timm model `eossl_encoder`, whose "
+            "`model_args.recipe` in `config.json` rebuilds it."
+            if needs
+            else "A plain timm architecture: timm alone loads it, eossl need not be installed."
+        ),
         "",
         "## Inputs and normalisation",
         "",
