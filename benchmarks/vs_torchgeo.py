@@ -162,9 +162,10 @@ def loss_curves(steps: int, batch: int) -> None:
         torch.manual_seed(0)
         model = eossl_method(32, layout=variant == "layout")
         if variant == "perturbed":
+            noise = torch.Generator().manual_seed(2)  # its own generator: the augmentations' draws stay the same
             with torch.no_grad():
                 for p in model.parameters():
-                    p.mul_(1 + 1e-6 * torch.randn_like(p))
+                    p.mul_(1 + 1e-6 * torch.randn(p.shape, generator=noise))
         optimizer = model.configure_optimizers()["optimizer"]
         order = torch.randperm(len(scenes), generator=torch.Generator().manual_seed(1))
         curve = []
