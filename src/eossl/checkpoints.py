@@ -174,10 +174,13 @@ def _rebuild(name: str, spec: dict[str, Any], meta: dict[str, Any], state: dict,
     return encoder.eval()
 
 
-def checkpoint_metadata(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """The ``"eossl"`` metadata and the state dict of a pretraining checkpoint, read safely."""
+def checkpoint_metadata(
+    path: str | Path, loaded: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The ``"eossl"`` metadata and the state dict of a pretraining checkpoint, read safely (``loaded``:
+    the file already read with :func:`read_checkpoint`)."""
     path = Path(path)
-    ckpt = read_checkpoint(path)
+    ckpt = read_checkpoint(path) if loaded is None else loaded
     meta = ckpt.get(METADATA_KEY)
     if not isinstance(meta, dict) or "state_dict" not in ckpt:
         raise CheckpointError(

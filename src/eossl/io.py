@@ -64,18 +64,23 @@ def write_yaml_atomic(path: str | Path, payload: object) -> None:
     write_text_atomic(path, yaml.safe_dump(payload, sort_keys=False))
 
 
-def check_writable(folder: str | Path, needed_bytes: int = 0, key: str = "out") -> Path:
-    """Create ``folder`` and check, before any work, that files can be written into it and that its
-    disk has ``needed_bytes`` free; an :class:`OutputFolderError` naming the folder and ``key`` else."""
+def check_writable(folder: str | Path, needed_bytes: int = 0, key: str = "out", create: bool = True) -> Path:
+    """Check, before any work, that files can be written into ``folder`` (created, or with ``create``
+    False only probed through its nearest existing parent) and that its disk has ``needed_bytes``
+    free; an :class:`OutputFolderError` naming the folder and ``key`` else."""
     folder = Path(folder)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = temporary_sibling(folder / "write-test")
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+        if not existing.is_dir():
+            raise NotADirectoryError(f"'{existing}' is a file, not a folder")
+        probe = temporary_sibling(existing / "write-test")
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
         raise OutputFolderError(f"'{key}': cannot write into '{folder}': {exc.strerror or exc}") from None
-    free = shutil.disk_usage(folder).free
+    free = shutil.disk_usage(existing).free
     if needed_bytes and free < needed_bytes:
         raise OutputFolderError(
             f"'{key}': '{folder}' has {free / 2**20:.0f} MiB free; this needs about {needed_bytes / 2**20:.0f} MiB"

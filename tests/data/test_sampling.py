@@ -92,7 +92,36 @@ def test_loaders_read_batches_through_the_sampler(tmp_path):
     full = dm.loader("train", 16, shuffle="full", seed=4)
     assert isinstance(full.sampler, RandomSampler)
     in_memory = EODataModule(store, ["img"], batch_size=16, val=0.0, test=0.0, in_memory=True)
-    assert isinstance(in_memory.train_dataloader().sampler, RandomSampler)  # "auto": a full shuffle in memory
+    # "auto" in memory: a full shuffle, seeded by (seed, epoch) so a resumed run can continue it
+    order = in_memory.train_dataloader().batch_sampler
+    assert isinstance(order, ChunkShuffleSampler) and order.chunk_size == 1
+    in_memory.distributed = True  # across processes Lightning puts its DistributedSampler in place of this one
+    assert isinstance(in_memory.train_dataloader().sampler, RandomSampler)
+    in_memory.distributed = False
     assert isinstance(in_memory.loader("train", 16, shuffle="chunks").batch_sampler, ChunkShuffleSampler)
     with pytest.raises(ValueError, match="shuffle must be"):
         dm.loader("train", 16, shuffle="random")
+
+
+def test_a_resumed_epoch_continues_with_the_batches_an_uninterrupted_one_has():
+    rows = np.arange(200)
+    sampler = ChunkShuffleSampler(rows, 4, batch_size=8, seed=3)
+    epochs = [list(sampler) for _ in range(3)]  # epochs 0, 1, 2
+    resumed = ChunkShuffleSampler(rows, 4, batch_size=8, seed=3)
+    resumed.start_at(1, 5)  # killed after 5 batches of epoch 1
+    assert list(resumed) == epochs[1][5:]
+    assert list(resumed) == epochs[2]  # then the epochs go on as before
+    with pytest.raises(ValueError, match="epoch and batch"):
+        resumed.start_at(0, -1)
+
+
+def test_the_data_module_starts_a_resumed_run_mid_epoch(tmp_path):
+    store = _store(tmp_path / "s")
+    dm = EODataModule(store, ["img"], batch_size=16, val=0.0, test=0.0, in_memory=True, seed=2)
+    loader = dm.train_dataloader()
+    first, second = [[b["index"].tolist() for b in loader] for _ in range(2)]
+    assert first != second
+    dm.resume_at = (1, 2)
+    resumed = dm.train_dataloader()
+    assert [b["index"].tolist() for b in resumed] == second[2:]
+    assert dm.resume_at is None  # only the first loader after a resume starts mid-epoch

@@ -90,7 +90,7 @@ def test_missing_image_raises_naming_it(run_dir):
     with pytest.raises(FileNotFoundError, match=r"label_efficiency\.png.*report\.md"):
         write_html(run_dir / "report.md")
     assert not (run_dir / "report.html").exists()
-    assert not list(run_dir.glob(".*.tmp"))
+    assert not list(run_dir.glob(".*.tmp*"))
 
 
 @pytest.mark.parametrize("src", ["http://example.com/plot.png", "https://example.com/plot.png"])
@@ -103,9 +103,9 @@ def test_write_html_is_atomic_and_next_to_report(run_dir):
     path = write_html(run_dir / "report.md")
     assert path == run_dir / "report.html"
     assert path.read_text(encoding="utf-8") == render_html(REPORT, run_dir)
-    assert not list(run_dir.glob(".*.tmp"))
+    assert not list(run_dir.glob(".*.tmp*"))
     other = write_html(run_dir / "report.md", run_dir / "sub.html")
-    assert other.is_file() and not list(run_dir.glob(".*.tmp"))
+    assert other.is_file() and not list(run_dir.glob(".*.tmp*"))
 
 
 def test_render_problems():

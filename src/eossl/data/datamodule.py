@@ -219,10 +219,20 @@ class EODataModule(L.LightningDataModule):
     chunks about 5x faster from disk than a full shuffle (``benchmarks/README.md``), at the cost of
     some randomness (see the sampler). On stores of one-row chunks (the writer's default) it is a
     uniform shuffle and reads as fast as ``"full"``.
-    ``"full"``: :class:`torch.utils.data.RandomSampler`, a uniform permutation every epoch.
+    ``"full"``: a uniform permutation every epoch: for :meth:`train_dataloader` of one process drawn from
+    ``(seed, epoch)`` (so a resumed run sees the same batches), across processes Lightning's
+    ``DistributedSampler``, for :meth:`loader` :class:`torch.utils.data.RandomSampler`.
     ``"auto"``: ``"chunks"`` when the loader reads an array from disk, ``"full"`` when every array it
     reads is in memory (the order in-memory runs always had). Set it on the module (``dm.shuffle = "full"``).
     """
+
+    resume_at: tuple[int, int] | None = None
+    """``(epoch, batch)``: the next training loader starts at that batch of that epoch (a run resumed
+    from a checkpoint written mid-epoch), then goes on as usual; ``None``: from the start of an epoch."""
+
+    distributed: bool = False
+    """Whether the training loader is sharded over processes (Lightning then puts a ``DistributedSampler``
+    in place of a plain random sampler; a single process gets a seeded full shuffle that can resume)."""
 
     def __init__(
         self,
@@ -363,9 +373,16 @@ class EODataModule(L.LightningDataModule):
         dataset = self.dataset(split)
         mode = self.shuffle if shuffle else None
         drop_last = drop_last and len(dataset) > self.batch_size
+        order = self._order(dataset, mode, self.batch_size, drop_last, self.seed, None)
+        if order.get("shuffle") and not self.distributed:  # a full shuffle that can resume mid-epoch
+            order = {"batch_sampler": ChunkShuffleSampler(dataset.indices, 1, self.batch_size, drop_last=drop_last,
+                                                          seed=self.seed)}  # fmt: skip
+        if shuffle and self.resume_at is not None and "batch_sampler" in order:
+            order["batch_sampler"].start_at(*self.resume_at)
+            self.resume_at = None
         return DataLoader(
             dataset,
-            **self._order(dataset, mode, self.batch_size, drop_last, self.seed, None),
+            **order,
             num_workers=self.num_workers,
             collate_fn=_already_collated,
             persistent_workers=self.num_workers > 0,
@@ -374,8 +391,7 @@ class EODataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         """Shuffled training batches (the last partial batch dropped when there is more than one batch).
 
-        Shuffled as :attr:`shuffle` says: ``"full"`` draws from torch's global generator (seeded by
-        ``seed_everything``), ``"chunks"`` from ``seed`` and the epoch Lightning sets.
+        Shuffled as :attr:`shuffle` says, from ``seed`` and the epoch; :attr:`resume_at` starts it mid-epoch.
         """
         return self._loader("train", shuffle=True, drop_last=True)
 

@@ -67,6 +67,7 @@ class ChunkShuffleSampler(Sampler[list[int]]):
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         self.chunk_size, self.batch_size, self.buffer_chunks = chunk_size, batch_size, buffer_chunks
         self.drop_last, self.seed, self.epoch = drop_last, seed, 0
+        self._skip = 0  # batches the next iteration leaves out (a resumed epoch)
         # positions grouped by chunk, by row within a chunk: group g is _by_chunk[_starts[g]:_starts[g + 1]]
         self._by_chunk = np.lexsort((rows, rows // chunk_size))
         self._rows = rows
@@ -82,11 +83,25 @@ class ChunkShuffleSampler(Sampler[list[int]]):
         """Use the order of epoch ``epoch`` for the next iteration."""
         self.epoch = epoch
 
+    def start_at(self, epoch: int, batch: int) -> None:
+        """Make the next iteration the rest of epoch ``epoch`` from its batch ``batch`` on (the batches
+        before it are drawn as usual and left out): a run resumed mid-epoch sees the batches an
+        uninterrupted run would have seen."""
+        if epoch < 0 or batch < 0:
+            raise ValueError(f"epoch and batch must be >= 0, got {epoch} and {batch}")
+        self.epoch, self._skip = epoch, batch
+
     def __len__(self) -> int:
         n = len(self._rows)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
     def __iter__(self) -> Iterator[list[int]]:
+        skip, self._skip = self._skip, 0
+        for number, batch in enumerate(self._epoch()):
+            if number >= skip:
+                yield batch
+
+    def _epoch(self) -> Iterator[list[int]]:
         rng = np.random.default_rng([self.seed, self.epoch])
         self.epoch += 1
         fill = self.buffer_chunks * self.chunk_size

@@ -57,6 +57,10 @@ def as_modality(description: dict[str, Any]) -> Modality:
     return Modality(**{k: tuple(v) if isinstance(v, list) else v for k, v in description.items()})
 
 
+FILLED_KEY = "eossl_filled"
+"""Checkpoint key of the non-finite input values filled so far, per normaliser."""
+
+
 class PretrainMethod(L.LightningModule):
     """Subclasses define ``training_step`` from :meth:`views` and :attr:`encoder`.
 
@@ -179,6 +183,13 @@ class PretrainMethod(L.LightningModule):
         checkpoint[METADATA_KEY] = encoder_metadata(
             self.hp["name"], self.cfg, self.modality_descriptions, self.band_stats, self.export_encoders()
         )
+        # the non-finite input counts so far, so that a resumed run reports the whole run's
+        checkpoint[FILLED_KEY] = {n: dict(norm.filled) for n, norm in self.normalizers.items()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        for name, counts in checkpoint.get(FILLED_KEY, {}).items():
+            if name in self.normalizers:
+                self.normalizers[name].filled.update({k: int(v) for k, v in counts.items()})
 
     # -- the anchor ----------------------------------------------------------------------------------
     @property

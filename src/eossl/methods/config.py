@@ -88,6 +88,10 @@ class TrainerConfig(_Strict):
     # auto: one process, or DDP when devices > 1; ddp on CPU uses gloo; fsdp needs CUDA GPUs
     strategy: Literal["auto", "ddp", "fsdp", "ddp_spawn"] = "auto"
     sync_batchnorm: bool = False  # BatchNorm statistics over the global batch (all processes)
+    # OUT/checkpoints/last.ckpt is written atomically every N steps and/or M minutes of training (0: off)
+    # and at the end; a killed run continues from it with resume=auto (docs/reliability.md)
+    checkpoint_every_n_steps: int = Field(0, ge=0)
+    checkpoint_every_minutes: float = Field(10.0, ge=0)
 
     @field_validator("max_epochs", "max_steps")
     @classmethod
@@ -128,7 +132,9 @@ class PretrainConfig(_Strict):
     trainer: TrainerConfig = TrainerConfig()
     augment: AugmentConfig = AugmentConfig()
     health: HealthConfig = HealthConfig()
-    resume: Path | None = None  # a checkpoint to continue from (optimizer, schedule and step included)
+    # a checkpoint to continue from (optimizer, schedule, step and data position included), or "auto":
+    # OUT/checkpoints/last.ckpt when it exists (else a new run)
+    resume: Literal["auto"] | Path | None = None
 
     @model_validator(mode="after")
     def _apply_method_recipe(self) -> PretrainConfig:

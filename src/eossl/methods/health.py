@@ -161,6 +161,18 @@ class HealthMonitor(L.Callback):
             self.knn_history.append((trainer.global_step, self.run_knn(module)))
         self.seconds += time.perf_counter() - started
 
+    def state_dict(self) -> dict[str, Any]:
+        """What the monitor has recorded (plain data, kept in checkpoints so a resumed run reports all of it)."""
+        return {"collapsed_since": self.collapsed_since, "warnings": list(self.warnings), "last": dict(self.last),
+                "knn_history": [list(p) for p in self.knn_history], "seconds": self.seconds}  # fmt: skip
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.collapsed_since = state.get("collapsed_since")
+        self.warnings = list(state.get("warnings", []))
+        self.last = dict(state.get("last", {}))
+        self.knn_history = [(int(s), float(a)) for s, a in state.get("knn_history", [])]
+        self.seconds = float(state.get("seconds", 0.0))
+
     def summary(self) -> dict[str, Any]:
         return {
             "last": {k: round(v, 4) for k, v in self.last.items()},

@@ -12,6 +12,8 @@ import inspect
 import resource
 import sys
 import time
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -20,8 +22,7 @@ import lightning as L
 import numpy as np
 import torch
 import yaml
-from lightning.pytorch.callbacks import LambdaCallback, ModelCheckpoint, TQDMProgressBar
-from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.callbacks import LambdaCallback, TQDMProgressBar
 from lightning.pytorch.strategies import DDPStrategy, Strategy
 
 from eossl.checkpoints import (
@@ -29,13 +30,27 @@ from eossl.checkpoints import (
     checkpoint_metadata,
     load_pretrained_encoder,
     load_pretrained_encoders,
+    read_checkpoint,
 )
 from eossl.data.datamodule import EODataModule, StoreDataset
 from eossl.data.modality import Modality
 from eossl.data.store import SampleStore, write_json_atomic
 from eossl.errors import CheckpointError, ConfigError, EmbeddingCollapseError
-from eossl.io import write_text_atomic
+from eossl.io import OutputLock, check_writable, write_text_atomic
 from eossl.methods.base import check_multi_sensor
+from eossl.methods.checkpointing import (
+    LAST_CHECKPOINT,
+    AppendingCSVLogger,
+    AtomicCheckpointIO,
+    PeriodicCheckpoint,
+    StepSeed,
+    checkpoint_bytes,
+    last_logged_loss,
+    launcher_rank,
+    resume_checkpoint_path,
+    resume_position,
+    run_finished,
+)
 from eossl.methods.config import FSDP_NEEDS_CUDA, PretrainConfig, TrainerConfig
 from eossl.methods.distributed import GatheredSyncBatchNorm
 from eossl.methods.health import HealthMonitor, KnnData
@@ -134,17 +149,34 @@ def _memory_mb(device: torch.device, rss_before: float | None, reset: bool) -> d
     return memory
 
 
-def _check_resume(path: Path, method: str) -> None:
-    """Refuse a ``resume`` checkpoint that is missing, damaged, unsafe (it would run code when loaded),
-    not an eossl pretraining checkpoint, or of another method, before any training."""
+def _check_resume(path: Path, method: str, modalities: list[Modality]) -> dict[str, Any]:
+    """The ``resume`` checkpoint, read safely; refused before any training when it is missing, damaged,
+    unsafe (it would run code when loaded), not an eossl pretraining checkpoint, of another method, or of
+    modalities with other bands than the store's."""
     try:
-        meta, _ = checkpoint_metadata(path)  # read with weights_only=True: nothing in the file runs
+        checkpoint = read_checkpoint(path)  # weights_only=True: nothing in the file runs
+        meta, _ = checkpoint_metadata(path, checkpoint)
     except CheckpointError as exc:
         raise CheckpointError(f"'resume': {exc}") from None
     if meta["method"] != method:
         raise CheckpointError(
             f"'resume': checkpoint '{path}' was written by method '{meta['method']}'; this run trains '{method}'"
         )
+    saved = {m["name"]: list(m.get("bands", [])) for m in meta["modalities"]}
+    for modality in modalities:
+        bands = saved.get(modality.name)
+        if bands is None:
+            raise CheckpointError(
+                f"'resume': checkpoint '{path}' has no modality '{modality.name}' (it has: {', '.join(saved)})"
+            )
+        if bands != list(modality.bands):
+            raise CheckpointError(
+                f"'resume': checkpoint '{path}' trained '{modality.name}' on {len(bands)} bands ({', '.join(bands)}); "
+                f"the store's '{modality.name}' has {modality.num_bands} ({', '.join(modality.bands)})"
+            )
+    if "loops" not in checkpoint:
+        raise CheckpointError(f"'resume': '{path}' holds no training state (an exported or trimmed checkpoint)")
+    return checkpoint
 
 
 def _on_cuda(trainer: TrainerConfig) -> bool:
@@ -158,12 +190,24 @@ def _check_strategy(trainer: TrainerConfig) -> None:
         raise ConfigError(f"'trainer.strategy': {FSDP_NEEDS_CUDA} (no CUDA GPU here)")
 
 
-def _batchnorm_sync(trainer: TrainerConfig) -> dict[str, Any]:
-    """Trainer arguments for ``trainer.sync_batchnorm``: Lightning's (torch's ``SyncBatchNorm``) on CUDA,
-    :class:`~eossl.methods.distributed.GatheredSyncBatchNorm` elsewhere (torch's is GPU only)."""
+def _plugins(trainer: TrainerConfig) -> dict[str, Any]:
+    """Trainer arguments: checkpoints written atomically, and for ``trainer.sync_batchnorm`` Lightning's
+    (torch's ``SyncBatchNorm``) on CUDA, :class:`~eossl.methods.distributed.GatheredSyncBatchNorm`
+    elsewhere (torch's is GPU only)."""
+    plugins: list[Any] = [AtomicCheckpointIO()]
     if not trainer.sync_batchnorm:
-        return {}
-    return {"sync_batchnorm": True} if _on_cuda(trainer) else {"plugins": [GatheredSyncBatchNorm()]}
+        return {"plugins": plugins}
+    if _on_cuda(trainer):
+        return {"sync_batchnorm": True, "plugins": plugins}
+    return {"plugins": [*plugins, GatheredSyncBatchNorm()]}
+
+
+def _world_size(trainer: TrainerConfig) -> int:
+    """Processes of the run as configured (``auto`` devices: one per GPU on CUDA, one on CPU)."""
+    devices = trainer.devices
+    if devices == "auto":
+        devices = torch.cuda.device_count() if _on_cuda(trainer) else 1
+    return int(devices) * trainer.num_nodes
 
 
 def _agree_to_stop(trainer: L.Trainer, *_: object) -> None:
@@ -193,6 +237,15 @@ def run_pretrain(cfg: PretrainConfig) -> Path:
     ``summary.json``, and every rank returns the checkpoint's path.
     """
     _check_strategy(cfg.trainer)
+    check_writable(cfg.out, create=False)  # before any work: a folder that cannot be written fails now
+    with ExitStack() as held:
+        # rank 0 holds the folder's lock for every process of the run, from its first write on
+        lock = OutputLock(cfg.out, "eossl pretrain")
+        claim = (lambda: held.enter_context(lock)) if launcher_rank() == 0 else (lambda: None)
+        return _run_pretrain(cfg, claim)
+
+
+def _run_pretrain(cfg: PretrainConfig, claim_out: Callable[[], object]) -> Path:
     quiet_lightning()
     L.seed_everything(cfg.seed, verbose=False)
     store = SampleStore(cfg.data.store)
@@ -215,13 +268,27 @@ def run_pretrain(cfg: PretrainConfig) -> Path:
     if len(set(sizes.values())) > 1:
         raise ConfigError(f"'data.modalities': co-registered modalities need patches of one size, got {sizes}")
     cfg = cfg.model_copy(update={"encoder": cfg.encoder.with_img_size(sizes[modality.name][-1])})
-    if cfg.resume is not None:
-        _check_resume(cfg.resume, cfg.method.name)
+    out = Path(cfg.out)
+    resume = resume_checkpoint_path(cfg.resume, Path(cfg.out))
+    resumed = _check_resume(resume, cfg.method.name, modalities) if resume is not None else None
+    last = out / "checkpoints" / LAST_CHECKPOINT
+    if (
+        resumed is not None
+        and run_finished(resumed, cfg.trainer.max_steps, cfg.trainer.max_epochs)
+        and (out / "summary.json").is_file()
+    ):
+        print(f"the run in '{out}' is complete (step {resumed['global_step']}); nothing to train")
+        return last
     stats = {m.name: store.stats[m.name] for m in modalities}
     model = METHODS[cfg.method.name](cfg.model_dump(mode="json"), [asdict(m) for m in modalities], stats)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoint = ModelCheckpoint(dirpath=out / "checkpoints", save_last=True, save_top_k=0)
+    claim_out()
+    check_writable(out / "checkpoints", 2 * checkpoint_bytes(model), key="out")  # the old one and the new one
+    if resumed is not None:
+        dm.distributed = _world_size(cfg.trainer) > 1
+        dm.resume_at = resume_position(resumed, len(dm.train_dataloader()))
+    checkpoint = PeriodicCheckpoint(
+        out / "checkpoints", cfg.trainer.checkpoint_every_n_steps, cfg.trainer.checkpoint_every_minutes
+    )
     health = HealthMonitor(cfg.health.model_dump(), _knn_data(dm, cfg, modality.name))
     progress = [TQDMProgressBar(refresh_rate=10)] if cfg.trainer.progress_bar else []
     first_step = {"step": 0}  # where training starts: above 0 when resuming
@@ -234,13 +301,21 @@ def run_pretrain(cfg: PretrainConfig) -> Path:
         devices=cfg.trainer.devices,
         num_nodes=cfg.trainer.num_nodes,
         strategy=_strategy(cfg),
-        **_batchnorm_sync(cfg.trainer),
+        **_plugins(cfg.trainer),
         precision=resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator),
-        logger=CSVLogger(out, name="logs", version=""),
-        callbacks=[checkpoint, health, LambdaCallback(on_train_batch_end=_agree_to_stop), on_start, *progress],
+        logger=AppendingCSVLogger(out, "logs", from_step=int(resumed["global_step"]) if resumed else 0),
+        callbacks=[
+            StepSeed(cfg.seed),
+            checkpoint,
+            health,
+            LambdaCallback(on_train_batch_end=_agree_to_stop),
+            on_start,
+            *progress,
+        ],
         log_every_n_steps=cfg.trainer.log_every_n_steps,
         enable_progress_bar=cfg.trainer.progress_bar,
         enable_model_summary=False,
+        enable_checkpointing=False,  # PeriodicCheckpoint writes OUT/checkpoints/last.ckpt
         limit_val_batches=0,
         num_sanity_val_steps=0,
     )
@@ -249,18 +324,17 @@ def run_pretrain(cfg: PretrainConfig) -> Path:
     if trainer.world_size > 1:
         # Lightning shards the training rows over processes with a DistributedSampler, which it can only
         # put in place of a plain sampler, not in place of the chunk-shuffling batch sampler
-        dm.shuffle = "full"
+        dm.shuffle, dm.distributed = "full", True
         # the model was built from one seed on every process (DDP also copies rank 0's weights); the
         # augmentations must differ between processes, or sample i of every rank gets the same crop
         torch.manual_seed(cfg.seed + trainer.global_rank)
     start = time.perf_counter()
     rss_before, reset = _proc_status_mb("VmRSS"), _reset_peak_rss()
     safe = {"weights_only": True} if "weights_only" in inspect.signature(trainer.fit).parameters else {}
-    trainer.fit(model, datamodule=dm, ckpt_path=cfg.resume, **safe)
+    trainer.fit(model, datamodule=dm, ckpt_path=resume, **safe)
     seconds = time.perf_counter() - start
     global_batch = cfg.data.batch_size * trainer.world_size
     samples = (trainer.global_step - first_step["step"]) * global_batch
-    last = out / "checkpoints" / "last.ckpt"
     if not trainer.is_global_zero:  # rank 0 writes the checkpoint and the summary (maybe on another node)
         if health.stop_reason:
             raise EmbeddingCollapseError(f"pretraining stopped: {health.stop_reason}")
@@ -283,7 +357,7 @@ def run_pretrain(cfg: PretrainConfig) -> Path:
         # training throughput: the time spent in health monitoring (online kNN etc.) is left out
         "samples_per_second": round(samples / max(seconds - health.seconds, 1e-9), 1),
         **_memory_mb(model.device, rss_before, reset),
-        "final_loss": float(trainer.callback_metrics.get("train/loss", float("nan"))),
+        "final_loss": float(trainer.callback_metrics.get("train/loss", last_logged_loss(out))),
         "health": health.summary(),
         "filled_nonfinite_values": filled,
         "device": str(model.device),
@@ -291,6 +365,8 @@ def run_pretrain(cfg: PretrainConfig) -> Path:
         "global_batch_size": global_batch,
         "precision": str(trainer.precision),
         "checkpoint": str(last),
+        "checkpoints_written_at_steps": checkpoint.saved_steps,
+        "sessions": checkpoint.sessions,
     }
     write_json_atomic(out / "summary.json", summary)
     if any(filled.values()):
