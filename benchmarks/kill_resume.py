@@ -123,16 +123,20 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("runs/kill-resume"))
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stages", nargs="+", default=["pretrain", "evaluate"], choices=["pretrain", "evaluate"])
     args = parser.parse_args()
 
     from eossl.data.synth.generator import SynthSpec, synthesize_store
 
     rng = random.Random(args.seed)
-    shutil.rmtree(args.work, ignore_errors=True)
-    args.work.mkdir(parents=True)
-    store = synthesize_store(args.work / "store", SynthSpec(num_locations=60, seasons=4, patch_size=32, seed=3))
+    args.work.mkdir(parents=True, exist_ok=True)
+    for old in [p for stage in args.stages for p in args.work.glob(f"{stage}-*")]:  # earlier trials of these stages
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+    store = args.work / "store"
+    if not store.is_dir():
+        synthesize_store(store, SynthSpec(num_locations=60, seasons=4, patch_size=32, seed=3))
     report: dict = {"trials": args.trials, "kills_per_trial": args.kills, "steps": args.steps}
-    for stage in ("pretrain", "evaluate"):
+    for stage in args.stages:
         reference = args.work / f"{stage}-reference"
         checkpoint = args.work / "pretrain-reference" / "checkpoints" / "last.ckpt"
         if stage == "pretrain":
@@ -152,7 +156,8 @@ def main() -> None:
             outcome["equal"] = bool(outcome["completed"] and same(reference, out))
             trials.append(outcome)
             print(f"{stage} trial {trial}: killed after {outcome['killed_after_s']} s, "
-                  f"completed {outcome['completed']}, equal {outcome['equal']}", flush=True)  # fmt: skip
+                  f"completed {outcome['completed']}, equal {outcome['equal']} {outcome.get('error', '')}",
+                  flush=True)  # fmt: skip
         report[stage] = {
             "uninterrupted_seconds": round(duration, 1),
             "completed": sum(t["completed"] for t in trials),
@@ -161,7 +166,7 @@ def main() -> None:
             "trials": trials,
         }
     print("\n| stage | kills | completed | equal to the uninterrupted run |\n|---|---|---|---|")
-    for stage in ("pretrain", "evaluate"):
+    for stage in args.stages:
         r = report[stage]
         print(f"| {stage} | {r['kills']} | {r['completed']}/{args.trials} | {r['equal']}/{args.trials} |")
     if args.json:

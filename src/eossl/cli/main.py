@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -24,6 +25,10 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
+"""OS errors that say what is wrong with the machine or the path, shown as one line like EosslErrors."""
+
+
 def _guarded(fn):
     """Turn errors meant for users (:class:`eossl.errors.EosslError`) into one clear line and exit
     status 2; anything else is a bug and keeps its traceback."""
@@ -33,6 +38,12 @@ def _guarded(fn):
         return fn()
     except EosslError as exc:
         _fail(str(exc))
+    except OSError as exc:  # the machine's limits (a full disk, a read-only or forbidden path): not a bug
+        if exc.errno not in _ENVIRONMENT_ERRNOS:
+            raise
+        where = f" '{exc.filename}'" if exc.filename else ""
+        _fail(f"{exc.strerror or exc} while writing{where}; outputs are written atomically, so files already "
+              "there are unchanged: free space or choose another output folder and run again")  # fmt: skip
 
 
 @data_app.command("synth")
@@ -153,6 +164,22 @@ def data_show(
     from eossl.data.inspect import show_store
 
     _guarded(lambda: typer.echo(show_store(store, out, count, seed)))
+
+
+@data_app.command("check")
+def data_check(store: Annotated[str, typer.Argument(help="store folder (or URL)")]) -> None:
+    """Decode and verify every chunk of a store and check its metadata: one line per problem, then a
+    summary; exit status 1 when anything is damaged, 0 when the store is intact."""
+    from eossl.data.check import check_store
+
+    def run():
+        report = check_store(store)
+        for line in report.lines():
+            typer.echo(line)
+        if not report.ok:
+            raise typer.Exit(code=1)
+
+    _guarded(run)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

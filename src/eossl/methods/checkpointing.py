@@ -117,6 +117,9 @@ class PeriodicCheckpoint(Callback):
         self._last_save = time.monotonic()
 
     def on_train_batch_end(self, trainer: L.Trainer, *_: Any) -> None:
+        # Lightning's point for step checkpoints (its restore logic expects it). Lightning logs the step's
+        # metrics right after the end-of-batch hooks: put this callback last, so that only those few
+        # milliseconds separate the checkpoint from its step's row of metrics.csv
         if self._due(trainer):
             self.save(trainer)
 
@@ -194,7 +197,8 @@ class AppendingCSVLogger(CSVLogger):
     before ``from_step``); ``from_step`` 0 starts a fresh file."""
 
     def __init__(self, root: Path, name: str, from_step: int = 0) -> None:
-        super().__init__(root, name=name, version="")
+        # every logged row reaches the file at once: a killed run's log holds every step up to its checkpoint
+        super().__init__(root, name=name, version="", flush_logs_every_n_steps=1)
         self.from_step = from_step
 
     @property

@@ -304,13 +304,14 @@ def _run_pretrain(cfg: PretrainConfig, claim_out: Callable[[], object]) -> Path:
         **_plugins(cfg.trainer),
         precision=resolve_precision(cfg.trainer.precision, cfg.trainer.accelerator),
         logger=AppendingCSVLogger(out, "logs", from_step=int(resumed["global_step"]) if resumed else 0),
+        # the checkpoint last: after the health monitor's end-of-batch work (see PeriodicCheckpoint)
         callbacks=[
             StepSeed(cfg.seed),
-            checkpoint,
             health,
             LambdaCallback(on_train_batch_end=_agree_to_stop),
             on_start,
             *progress,
+            checkpoint,
         ],
         log_every_n_steps=cfg.trainer.log_every_n_steps,
         enable_progress_bar=cfg.trainer.progress_bar,
