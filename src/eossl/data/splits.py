@@ -18,12 +18,7 @@ def split_by_location(
     """
     if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
         raise ValueError(f"split fractions val={val}, test={test} must be in [0, 1) and sum below 1")
-    if group is not None and group not in table.columns:
-        raise StoreError(
-            f"split by place: the metadata table has no column '{group}' to group rows by "
-            f"(it has: {', '.join(map(str, table.columns))})"
-        )
-    column = group if group is not None else "location_id" if "location_id" in table else None
+    column = place_column(table, group)
     groups = table[column].to_numpy() if column is not None else np.arange(len(table))
     locations = np.unique(groups)
     shuffled = np.random.default_rng(seed).permutation(locations)
@@ -37,6 +32,70 @@ def split_by_location(
 
 
 SPLIT_NAMES = ("train", "val", "test")
+
+
+def place_column(table: pd.DataFrame, group: str | None = None) -> str | None:
+    """The table column whose equal values are one place: ``group`` (which must exist), else
+    ``location_id`` if the table has it, else None (every row is its own place)."""
+    if group is not None and group not in table.columns:
+        raise StoreError(
+            f"split by place: the metadata table has no column '{group}' to group rows by "
+            f"(it has: {', '.join(map(str, table.columns))})"
+        )
+    return group if group is not None else "location_id" if "location_id" in table else None
+
+
+def min_places(val: float, test: float) -> int:
+    """The fewest places for which :func:`split_by_location` gives the training split and every split
+    with a positive fraction at least one place each."""
+    n = 1
+    while n < 10**6:
+        n_test, n_val = round(test * n), round(val * n)
+        if (n_test or not test) and (n_val or not val) and n - n_test - n_val >= 1:
+            return n
+        n += 1
+    return n
+
+
+def _places(count: int, column: str | None) -> str:
+    if column is None:
+        return f"{count} sample{'s' * (count != 1)} (no 'location_id' column: each row is its own location)"
+    return f"{count} location{'s' * (count != 1)} (column '{column}')"
+
+
+def check_splits(splits: dict[str, np.ndarray], table: pd.DataFrame, store: str, needed: tuple[str, ...] = SPLIT_NAMES,
+                 *, val: float, test: float, group: str | None = None, official: str | None = None,
+                 purpose: str = "evaluation") -> None:  # fmt: skip
+    """Raise a :class:`StoreError` naming the store, its number of places and the minimum needed when
+    a split in ``needed`` is empty (``splits`` as :func:`split_by_location` or :func:`official_splits`
+    gave them from ``table`` with ``val``/``test``; ``official``: the store's split column, if any)."""
+    empty = [name for name in needed if len(splits.get(name, ())) == 0]
+    if not empty:
+        return
+    column = place_column(table, group)
+    wanted = "/".join(needed)
+    unset = [name for name, share in (("val", val), ("test", test)) if name in empty and share == 0]
+    if unset and official is None:
+        raise StoreError(
+            f"store '{store}': {purpose} needs a {unset[0]} split, but 'data.{unset[0]}' is 0: set it above 0"
+        )
+    if official is not None:
+        train = table.iloc[splits.get("train", np.array([], dtype=np.int64))]
+        count = train[column].nunique() if column is not None else len(train)
+        carved = (
+            f"; val is drawn from its {_places(count, column)} of training data at data.val {val:g} and needs "
+            f"at least {min_places(val, 0.0)}"
+            if "val" in empty and "train" not in empty and val > 0 else ""
+        )  # fmt: skip
+        raise StoreError(
+            f"store '{store}': its split column '{official}' leaves {', '.join(empty)} without samples; "
+            f"{purpose} needs samples in {wanted}{carved}"
+        )
+    count = table[column].nunique() if column is not None else len(table)
+    raise StoreError(
+        f"store '{store}' has {_places(count, column)}; {purpose} splits by location into {wanted} "
+        f"(data.val {val:g}, data.test {test:g}) and needs at least {min_places(val, test)}"
+    )
 
 
 def check_split_column(store: str, table: pd.DataFrame, column: str) -> None:

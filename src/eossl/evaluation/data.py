@@ -25,6 +25,7 @@ from eossl.data.metadata import (
     stacked_modality,
 )
 from eossl.data.modality import Modality
+from eossl.data.splits import check_splits
 from eossl.data.store import SampleStore
 from eossl.data.targets import Pair, Target
 from eossl.errors import ConfigError, MetadataError
@@ -157,6 +158,8 @@ class EvalData:
             split_seed=cfg.data.split_seed, in_memory=cfg.data.in_memory,
         )  # fmt: skip
         self.store, self.splits = store, self.dm.splits
+        check_splits(self.splits, store.table, str(store.path), val=cfg.data.val, test=cfg.data.test,
+                     group=store.dates.group if store.dates is not None else None, official=store.split)  # fmt: skip
         self.modalities: dict[str, Modality] = dict(store.modalities)
         self.stats: dict[str, dict[str, list[float]]] = dict(store.stats)
         first = self.images[0] if self.images else next(iter(store.modalities))

@@ -282,7 +282,9 @@ def train_multitask_model(
     ``weighting`` (``fixed`` with ``weights``, default 1 each, or ``uncertainty``; or a
     :class:`~eossl.evaluation.multitask.LossWeighting`) combines the tasks' losses. Model selection and
     early stopping use the mean over tasks of their primary validation metrics, sign-flipped where lower
-    is better. ``rates``: one point of the config's learning-rate grid (default: its first).
+    is better. ``rates``: one point of the config's learning-rate grid (default: its first). Non-finite
+    input values the model fills (training, validation, later predictions) are counted in
+    ``normalizer.filled``.
     """
     L.seed_everything(seed, verbose=False)
     tasks = list(tasks)
@@ -292,8 +294,10 @@ def train_multitask_model(
     batch_size = min(cfg.batch_size, len(train))
     if not isinstance(weighting, LossWeighting):
         weighting = loss_weighting(weighting, [t.name for t in tasks], weights)
+    model_normalizer = copy.deepcopy(normalizer)
+    model_normalizer.filled = normalizer.filled  # values filled while training and predicting count on the caller's
     model = TaskModel(
-        trainable, copy.deepcopy(normalizer), modality, tasks, cfg, steps, _image_size(train),
+        trainable, model_normalizer, modality, tasks, cfg, steps, _image_size(train),
         train_norm_statistics=mode == "full", steps_per_epoch=len(train) / batch_size, weighting=weighting,
         rates=rates,
     )  # fmt: skip

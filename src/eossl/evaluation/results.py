@@ -57,8 +57,10 @@ RESULT_COLUMNS = [
     "schema_version",
 ]
 REQUIRED_COLUMNS = ["init", "protocol", "task", "fraction", "seed", "metric", "value"]  # every version has them
-# learning curves carry no kind: join them with the results on task
-CURVE_COLUMNS = ["init", "protocol", "task", "fraction", "seed", "step", "epoch", "metric", "value"]
+# learning curves carry no kind: join them with the results on task; ``modality`` and ``fusion`` (added
+# after ``value``, so older readers keep working) name the setting of the curve's run, as in results.csv
+CURVE_COLUMNS = ["init", "protocol", "task", "fraction", "seed", "step", "epoch", "metric", "value", "modality",
+                 "fusion"]  # fmt: skip
 
 
 from eossl.errors import ResultsError  # noqa: E402  (re-exported)

@@ -1,8 +1,10 @@
-"""Where results go: rows of ``results.csv``, learning curves of ``curves.csv`` and prediction maps,
-written atomically after every protocol so an interrupted evaluation keeps what it measured."""
+"""Where results go: rows of ``results.csv``, learning curves of ``curves.csv``, the run's
+``summary.json`` and prediction maps, written atomically after every cell (:class:`Cell`) so an
+interrupted evaluation keeps what it measured and can resume after it (:mod:`eossl.evaluation.resume`)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,24 @@ import torch
 from eossl.evaluation.features import save_atomic
 from eossl.evaluation.results import CURVE_COLUMNS, RESULT_COLUMNS, SCHEMA_VERSION, write_csv_atomic
 from eossl.evaluation.tasks._base import Task
+from eossl.io import write_text_atomic
+
+CELL_COLUMNS = ["init", "protocol", "task", "fraction", "seed", "modality", "fusion"]
+"""The columns of ``results.csv`` (and ``curves.csv``) that name a row's :class:`Cell`."""
+
+
+@dataclass(frozen=True)
+class Cell:
+    """The unit an evaluation measures, writes and resumes by: one init (as reported), protocol, task,
+    label fraction and seed on one modality setting (``modality``, ``fusion``: as in ``results.csv``)."""
+
+    init: str
+    protocol: str
+    task: str
+    fraction: float
+    seed: int
+    modality: str
+    fusion: str
 
 
 @dataclass(frozen=True)
@@ -69,7 +89,8 @@ class ResultSink:
         for point in points:
             self.curves.append(
                 {"init": key.init, "protocol": key.protocol, "task": key.task.name, "fraction": key.fraction,
-                 "seed": key.seed, "metric": key.task.primary, **point}
+                 "seed": key.seed, "metric": key.task.primary, **point, "modality": self.setting.name,
+                 "fusion": self.setting.fusion}
             )  # fmt: skip
 
     def wants_maps(self, key: RunKey, last_fraction: float) -> bool:
@@ -88,9 +109,13 @@ class ResultSink:
     def results(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows, columns=RESULT_COLUMNS)
 
-    def flush(self) -> None:
-        write_csv_atomic(self.results(), self.out / "results.csv")
+    def flush(self, summary: dict[str, Any] | None = None) -> None:
+        """Write ``curves.csv``, then ``results.csv`` (the record of which cells are done, so it never
+        names a cell whose curves are not written), then ``summary`` as ``summary.json`` if given."""
         write_csv_atomic(pd.DataFrame(self.curves, columns=CURVE_COLUMNS), self.out / "curves.csv")
+        write_csv_atomic(self.results(), self.out / "results.csv")
+        if summary is not None:
+            write_text_atomic(self.out / "summary.json", json.dumps(summary, indent=2) + "\n")
 
 
 def map_picks(table: pd.DataFrame, test: np.ndarray, count: int, group: str | None) -> np.ndarray:

@@ -16,6 +16,7 @@ import numpy as np
 from eossl.data.splits import label_fraction, multilabel_fraction
 from eossl.data.store import SampleStore
 from eossl.data.targets import Target
+from eossl.errors import LabelFractionError
 from eossl.evaluation.registry import TASK_KINDS
 from eossl.evaluation.tasks._base import Task
 from eossl.io import write_text_atomic
@@ -94,7 +95,12 @@ class LabelSubsets:
                 draw = lambda f, s, y=labels: label_fraction(y, train, f, s)  # noqa: E731
             for fraction in fractions:
                 for seed in seeds:
-                    self.sample_ids[name, fraction, seed] = draw(fraction, seed)
+                    drawn = self.sample_ids[name, fraction, seed] = draw(fraction, seed)
+                    if len(drawn) == 0:
+                        raise LabelFractionError(
+                            f"label fraction {fraction:g} of the {len(train)} training samples gives no labelled "
+                            f"sample for target '{name}' (seed {seed}): use a larger fraction or more training data"
+                        )
         self.positions = {key: np.array([position[g] for g in idx]) for key, idx in self.sample_ids.items()}
 
     def __call__(self, task: Task, fraction: float, seed: int) -> np.ndarray:

@@ -23,6 +23,7 @@ from eossl.models.interface import Encoder
 
 if TYPE_CHECKING:
     from eossl.evaluation.config import EvaluateBase
+    from eossl.evaluation.data import EvalData
 
 
 class Init:
@@ -34,6 +35,7 @@ class Init:
     baseline: ClassVar[bool] = False
     config: ClassVar[type[BaseModel] | None] = None
     argument: ClassVar[str | None] = None  # the section field ``inits: [NAME:VALUE]`` sets (torchgeo: weights)
+    encodes: ClassVar[bool] = True  # False: gives features without an encoder (only feature protocols run)
 
     def __init__(self, cfg: EvaluateBase, pretrained: dict[str, PretrainedEncoder]) -> None:
         self.cfg, self.pretrained = cfg, pretrained
@@ -44,6 +46,9 @@ class Init:
 
     def check(self) -> None:
         """Raise a ConfigError before any work when the config cannot serve this init."""
+
+    def check_data(self, data: EvalData) -> None:
+        """Raise an EosslError before any work when this init cannot take the store's data."""
 
     def unavailable(self, setting: Setting) -> str | None:
         """Why this init cannot be built for ``setting``, or None."""
@@ -115,5 +120,7 @@ class FreshInit(Init):
             mode = FUSION_MODES[setting.fusion]()
             encoder = mode.build(lambda bands: self.plain(evaluation, bands), channels, evaluation.data.image_size)
         batches = evaluation.data.inputs("train", setting.combo, 256)
-        recalibrate_batchnorm(encoder, self.normalizer(setting, evaluation), setting.name, batches, evaluation.device)
+        normalizer = self.normalizer(setting, evaluation)
+        recalibrate_batchnorm(encoder, normalizer, setting.name, batches, evaluation.device)
+        evaluation.count_filled(normalizer)
         return encoder

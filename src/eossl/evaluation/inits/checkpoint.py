@@ -8,11 +8,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from eossl.checkpoints import PretrainedEncoder
+from eossl.data.modality import Modality
 from eossl.data.normalize import BandNormalizer, check_scaling, product_mismatches
 from eossl.data.store import SampleStore
 from eossl.data.targets import Pair
 from eossl.errors import ConfigError, EncoderError
 from eossl.evaluation.context import Evaluation
+from eossl.evaluation.data import EvalData
 from eossl.evaluation.inits._base import Init
 from eossl.evaluation.registry import INITS
 from eossl.evaluation.sink import Setting
@@ -51,6 +53,38 @@ def with_pair_dates(pretrained: dict[str, PretrainedEncoder], pairs: Iterable[Pa
     return out
 
 
+def _band_list(bands: list[str]) -> str:
+    """`` (B1, B2, B3)``, or `` (B1, B2, B3, ..., B12)`` for many bands; empty when there are no names."""
+    if not bands:
+        return ""
+    shown = bands if len(bands) <= 6 else [*bands[:3], "...", bands[-1]]
+    return f" ({', '.join(shown)})"
+
+
+def check_bands(checkpoint: object, pretrained: PretrainedEncoder, store: str, data: list[Modality]) -> None:
+    """Raise an EncoderError when ``pretrained`` cannot take the stacked bands of the store modalities
+    ``data``: another number of bands, or the same bands in another order (other band names only warn,
+    see :func:`~eossl.data.normalize.product_mismatches`)."""
+    from eossl.evaluation.inits.torchgeo import band_key  # B02 and B2 are one band
+
+    name = pretrained.modality
+    learned = [b for m in pretrained.bands for b in m.bands]
+    count = len(pretrained.stats.get("mean", ())) or len(learned)
+    given = [b for m in data for b in m.bands]
+    where = f"store '{store}' modality '{name}'"
+    if count and count != len(given):
+        raise EncoderError(
+            f"checkpoint '{checkpoint}' encodes {count} bands of '{name}'{_band_list(learned)}; {where} has "
+            f"{len(given)} band{'s' * (len(given) != 1)}{_band_list(given)}"
+        )
+    keys, store_keys = [band_key(b) for b in learned], [band_key(b) for b in given]
+    if len(keys) == len(store_keys) and keys != store_keys and sorted(keys) == sorted(store_keys):
+        raise EncoderError(
+            f"checkpoint '{checkpoint}' encodes the bands of '{name}' in the order{_band_list(learned)}; {where} "
+            f"has them in another order{_band_list(given)}: the encoder would read each band as another"
+        )
+
+
 @INITS.register("checkpoint")
 class CheckpointInit(Init):
     """A checkpoint provides the encoders of the modalities it was pretrained on (and, for shared-encoder
@@ -83,6 +117,16 @@ class CheckpointInit(Init):
     def check(self) -> None:
         if self.cfg.checkpoint is None:
             raise ConfigError("'inits' contains 'checkpoint' but 'checkpoint' is not set")
+
+    def check_data(self, data: EvalData) -> None:
+        """Every checkpoint encoder an evaluated setting uses takes the bands of its store modalities
+        (:func:`check_bands`)."""
+        evaluated = {m for combo in data.combos for m in combo} | {"+".join(combo) for combo in data.combos}
+        for name, pretrained in self.pretrained.items():
+            parts = pretrained.modalities
+            if name in evaluated and all(p in data.store.modalities for p in parts):
+                check_bands(self.cfg.checkpoint, pretrained, str(data.store.path),
+                            [data.store.modalities[p] for p in parts])  # fmt: skip
 
     def label(self) -> str:
         return next(iter(self.pretrained.values())).method

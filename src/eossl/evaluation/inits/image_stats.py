@@ -15,6 +15,7 @@ from eossl.evaluation.sink import Setting
 @INITS.register("image-stats")
 class ImageStatsInit(Init):
     baseline = True
+    encodes = False
 
     def unavailable(self, setting: Setting) -> str | None:
         if setting.fusion not in ("none", self.cfg.fusion.modes[0]):

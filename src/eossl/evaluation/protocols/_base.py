@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 from eossl.errors import ConfigError
-from eossl.evaluation.context import InitRun
+from eossl.evaluation.context import CellScope, InitRun
 from eossl.evaluation.protocols._trained_config import ProtocolConfig, TrainedProtocolConfig
+from eossl.evaluation.sink import Cell
 from eossl.evaluation.tasks._base import Task
 
 if TYPE_CHECKING:
@@ -56,7 +57,13 @@ class Protocol:
         """Names of the tasks whose heads or decoders this protocol trains (dense tasks need one)."""
         return set()
 
+    def cells(self, scope: CellScope) -> list[Cell]:  # pragma: no cover - abstract
+        """Every cell :meth:`run` measures for ``scope``'s init and setting, done or not (for resuming and
+        progress); ``run`` goes through them with ``scope.runs(self.name, ...)`` of the same selection."""
+        raise NotImplementedError
+
     def run(self, run: InitRun) -> None:  # pragma: no cover - abstract
+        """Measure the cells of ``run`` not done yet (``run.runs`` skips the others and writes results)."""
         raise NotImplementedError
 
 
@@ -81,3 +88,6 @@ class TrainedProtocol(Protocol):
 
     def trains(self, plan: Plan) -> set[str]:
         return set(self.tasks()) if self.enabled else set()
+
+    def cells(self, scope: CellScope) -> list[Cell]:
+        return scope.cells(self.name, tasks=self.tasks(), fractions=self.fractions())

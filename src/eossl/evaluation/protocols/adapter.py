@@ -8,11 +8,12 @@ from typing import ClassVar, Literal
 from pydantic import Field, field_validator
 
 from eossl.errors import ConfigError
-from eossl.evaluation.context import InitRun
+from eossl.evaluation.context import CellScope, InitRun
 from eossl.evaluation.protocols._base import Plan, TrainedProtocol
 from eossl.evaluation.protocols._trained import train_and_test
 from eossl.evaluation.protocols._trained_config import TrainedProtocolConfig
 from eossl.evaluation.registry import PROTOCOLS
+from eossl.evaluation.sink import Cell
 from eossl.models.adapters import ADAPTERS, AdapterOptions
 from eossl.models.encoders import is_vision_transformer
 
@@ -65,6 +66,11 @@ class AdapterProtocol(TrainedProtocol):
                 f"'adapter' protocols adapt one modality's encoder; 'modalities' has fused combinations "
                 f"({', '.join('+'.join(c) for c in plan.fused)}): disable 'adapter' or evaluate single modalities"
             )
+
+    def cells(self, scope: CellScope) -> list[Cell]:
+        tasks, fractions = self.tasks(), self.fractions()
+        names = [self.section.protocol_name(mode) for mode in self.section.modes]
+        return [cell for name in names for cell in scope.cells(name, tasks=tasks, fractions=fractions)]
 
     def run(self, run: InitRun) -> None:
         for mode in self.section.modes:

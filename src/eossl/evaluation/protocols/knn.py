@@ -8,12 +8,18 @@ from typing import ClassVar
 import torch
 from pydantic import Field
 
-from eossl.evaluation.context import InitRun
+from eossl.evaluation.context import CellScope, InitRun
 from eossl.evaluation.protocols._base import Protocol
 from eossl.evaluation.protocols._trained_config import ProtocolConfig
 from eossl.evaluation.registry import PROTOCOLS
+from eossl.evaluation.sink import Cell
 from eossl.evaluation.tasks._base import Task
 from eossl.models.knn import knn_scores
+
+
+def _pooled_classes(task: Task) -> bool:
+    """kNN votes for classes of pooled tasks."""
+    return bool(task.kind.classes and not task.dense)
 
 
 class KnnProtocolConfig(ProtocolConfig):
@@ -36,10 +42,12 @@ class KnnProtocol(Protocol):
         scores = knn_scores(bank, targets, query, k, self.section.temperature, task.num_classes)
         return task.kind.knn_logits(scores)
 
+    def cells(self, scope: CellScope) -> list[Cell]:
+        return scope.cells(self.name, kinds=_pooled_classes)
+
     def run(self, run: InitRun) -> None:
         feats, ev = run.features(), run.evaluation
-        pooled_classes = lambda t: t.kind.classes and not t.dense  # noqa: E731
-        for task, fraction, seed, subset in run.runs(kinds=pooled_classes):
+        for task, fraction, seed, subset in run.runs(self.name, kinds=_pooled_classes):
             bank, targets = feats["train"][subset], ev.target("train", task)[subset]
             val = {
                 k: task.metrics(self.logits(task, bank, targets, feats["val"], k), ev.target("val", task))[task.primary]

@@ -8,11 +8,18 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
-from eossl.evaluation.context import InitRun
+from eossl.evaluation.context import CellScope, InitRun
 from eossl.evaluation.linear_probe import fit_linear
 from eossl.evaluation.protocols._base import Protocol
 from eossl.evaluation.protocols._trained_config import ProtocolConfig
 from eossl.evaluation.registry import PROTOCOLS
+from eossl.evaluation.sink import Cell
+from eossl.evaluation.tasks._base import Task
+
+
+def _linear_kinds(task: Task) -> bool:
+    """Task kinds a linear probe fits (those that declare a linear model)."""
+    return task.kind.linear is not None
 
 
 class LinearProtocolConfig(ProtocolConfig):
@@ -28,9 +35,12 @@ class LinearProtocol(Protocol):
     config: ClassVar = LinearProtocolConfig
     needs_encoder = False
 
+    def cells(self, scope: CellScope) -> list[Cell]:
+        return scope.cells(self.name, kinds=_linear_kinds)
+
     def run(self, run: InitRun) -> None:
         feats, ev = run.features(), run.evaluation
-        for task, fraction, seed, subset in run.runs(kinds=lambda t: t.kind.linear is not None):
+        for task, fraction, seed, subset in run.runs(self.name, kinds=_linear_kinds):
             train_y, val_y = ev.target("train", task), ev.target("val", task)
             best_score, best = -np.inf, None
             for wd in self.section.weight_decays:

@@ -18,13 +18,15 @@ from pydantic import Field, field_validator, model_validator
 
 from eossl.errors import ConfigError
 from eossl.evaluation.budget import Rates
-from eossl.evaluation.context import InitRun
+from eossl.evaluation.context import CellScope, InitRun
 from eossl.evaluation.finetune import MultitaskResult, predict_tasks, train_multitask_model
 from eossl.evaluation.multitask import Weighting
 from eossl.evaluation.protocols._base import Plan, TrainedProtocol
 from eossl.evaluation.protocols._trained import RateChoices
 from eossl.evaluation.protocols._trained_config import TrainedProtocolConfig
 from eossl.evaluation.registry import PROTOCOLS
+from eossl.evaluation.sink import Cell
+from eossl.evaluation.tasks._base import Task
 
 
 class MultitaskProtocolConfig(TrainedProtocolConfig):
@@ -83,6 +85,14 @@ class MultitaskProtocol(TrainedProtocol):
                 f"'multitask.weights' has weights for {extra}, which are not in 'multitask.tasks' ({tasks})"
             )
 
+    def _tasks(self, scope: CellScope) -> list[Task]:
+        """The tasks learned together, in ``multitask.tasks`` order (those the store resolved)."""
+        by_name = {t.name: t for t in scope.data.tasks}
+        return [by_name[t] for t in self.tasks() if t in by_name]
+
+    def cells(self, scope: CellScope) -> list[Cell]:
+        return scope.joint_cells(self.section.protocol_name, self._tasks(scope), self.fractions())
+
     def run(self, run: InitRun) -> None:
         started, section, data, combo, ev = (
             time.perf_counter(),
@@ -91,39 +101,37 @@ class MultitaskProtocol(TrainedProtocol):
             run.setting.combo,
             run.evaluation,
         )
-        by_name = {t.name: t for t in data.tasks}
-        tasks = [by_name[t] for t in self.tasks() if t in by_name]
+        tasks = self._tasks(run)
         protocol, fractions = section.protocol_name, self.fractions()
         targets = list(dict.fromkeys(t.target.name for t in tasks))
         choices = RateChoices(run, protocol, section, section.mode)
-        for fraction in fractions:
-            for seed in self.cfg.seeds:
-                subset = ev.subsets(tasks[0], fraction, seed)
-                train, val = data.dataset("train", combo, targets, subset), data.dataset("val", combo, targets)
+        for fraction, seed in run.joint_runs(protocol, tasks, fractions):
+            subset = ev.subsets(tasks[0], fraction, seed)
+            train, val = data.dataset("train", combo, targets, subset), data.dataset("val", combo, targets)
 
-                def fit(rates: Rates, seed=seed, train=train, val=val) -> MultitaskResult:
-                    return train_multitask_model(
-                        run.encoder, run.normalizer, run.modality, tasks, train, val, section, section.mode,
-                        accelerator=self.cfg.accelerator, seed=seed, weighting=section.weighting,
-                        weights=section.weights, rates=rates,
-                    )  # fmt: skip
+            def fit(rates: Rates, seed=seed, train=train, val=val) -> MultitaskResult:
+                return train_multitask_model(
+                    run.encoder, run.normalizer, run.modality, tasks, train, val, section, section.mode,
+                    accelerator=self.cfg.accelerator, seed=seed, weighting=section.weighting,
+                    weights=section.weights, rates=rates,
+                )  # fmt: skip
 
-                result = choices.train(("+".join(t.name for t in tasks), fraction), fit)
-                outputs = predict_tasks(result.model, run.test_inputs(), ev.device)
-                degraded = {a: predict_tasks(result.model, run.test_inputs(absent=a), ev.device)
-                            for a in run.missing_at_test()}  # fmt: skip
-                for task in tasks:
-                    extra = {
-                        "encoder": run.encoder_name, "num_labels": len(subset),
-                        "trainable_params": result.trainable_encoder_params,
-                        "head_params": result.head_params[task.name],
-                        "decoder": getattr(result.model.heads[task.name], "name", ""), **result.run.columns(),
-                    }  # fmt: skip
-                    lost = {absent: out[task.name] for absent, out in degraded.items()}
-                    run.record(run.key(protocol, task, fraction, seed), outputs[task.name], lost,
-                               result.curves[task.name], extra, max(fractions))  # fmt: skip
-                weights = ", ".join(f"{t} {w:.3g}" for t, w in result.loss_weights.items())
-                ev.log(f"  {run.setting.name:<14} {run.init:<12} {protocol:<16} {fraction:g} seed {seed}: "
-                       f"loss weights {weights}")  # fmt: skip
+            first = run.cell(protocol, tasks[0], fraction, self.cfg.seeds[0])
+            result = choices.train(("+".join(t.name for t in tasks), fraction), fit, first)
+            outputs = predict_tasks(result.model, run.test_inputs(), ev.device)
+            degraded = {a: predict_tasks(result.model, run.test_inputs(absent=a), ev.device)
+                        for a in run.missing_at_test()}  # fmt: skip
+            for task in tasks:
+                extra = {
+                    "encoder": run.encoder_name, "num_labels": len(subset),
+                    "trainable_params": result.trainable_encoder_params,
+                    "head_params": result.head_params[task.name],
+                    "decoder": getattr(result.model.heads[task.name], "name", ""), **result.run.columns(),
+                }  # fmt: skip
+                lost = {absent: out[task.name] for absent, out in degraded.items()}
+                run.record(run.key(protocol, task, fraction, seed), outputs[task.name], lost,
+                           result.curves[task.name], extra, max(fractions))  # fmt: skip
+            weights = ", ".join(f"{t} {w:.3g}" for t, w in result.loss_weights.items())
+            ev.log(f"  {run.setting.name:<14} {run.init:<12} {protocol:<16} {fraction:g} seed {seed}: "
+                   f"loss weights {weights}")  # fmt: skip
         ev.log(f"  {run.setting.label:<14} {run.init:<12} {protocol:<16} {time.perf_counter() - started:.0f}s")
-        ev.sink.flush()
