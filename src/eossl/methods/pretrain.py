@@ -34,6 +34,7 @@ from eossl.checkpoints import (
 )
 from eossl.data.datamodule import EODataModule, StoreDataset
 from eossl.data.modality import Modality
+from eossl.data.splits import check_splits
 from eossl.data.store import SampleStore, write_json_atomic
 from eossl.errors import CheckpointError, ConfigError, EmbeddingCollapseError
 from eossl.io import OutputLock, check_writable, write_text_atomic
@@ -263,6 +264,9 @@ def _run_pretrain(cfg: PretrainConfig, claim_out: Callable[[], object]) -> Path:
         dates=cfg.method.dates,  # temporal pairing: each sample brings other dates of its place
         seed=cfg.seed,
     )
+    group = store.dates.group if store.dates is not None else None
+    check_splits(dm.splits, store.table, str(store.path), ("train",), val=cfg.data.val, test=cfg.data.test,
+                 group=group, official=store.split, purpose="pretraining")  # fmt: skip
     modality = modalities[0]  # the anchor of cross-modal methods: health, online kNN, default export
     sizes = {m.name: tuple(store.array(m.name).shape[-2:]) for m in modalities}
     if len(set(sizes.values())) > 1:
