@@ -1,11 +1,19 @@
 """Per-band statistics of a modality, accumulated while a store is written (mean, std, 2nd/98th
-percentiles of valid values, non-finite counts), in physical units."""
+percentiles of valid values, non-finite counts, constant bands), in physical units, and the samples
+that hold no valid value at all."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 
 from eossl.data.modality import Modality
+
+CONSTANT_RELATIVE_STD = 1e-6
+"""A band is constant when its std (stored units) is below this times ``max(|mean|, 1)`` (or 0)."""
+EMPTY_IDS_SHOWN = 5
+"""Ids of samples without any valid value kept (and named in the writer's warning)."""
 
 
 class BandStatistics:
@@ -31,8 +39,13 @@ class BandStatistics:
         self._low = 0  # the value of histogram bin 0
         self._kept = np.zeros(bands, dtype=np.int64)
         self._rng = np.random.default_rng(0)
+        self.rows = 0  # samples seen
+        self.empty_count = 0
+        self.empty_ids: list[int] = []
 
     def update(self, x: np.ndarray, nodata: float | None) -> None:
+        """Add a block ``[N, bands, H, W]`` of stored values (rows after those of earlier blocks)."""
+        self._count_empty(x, nodata)
         flat = np.moveaxis(x, 1, 0).reshape(x.shape[1], -1)
         if np.issubdtype(flat.dtype, np.integer) and flat.dtype.itemsize <= 2:
             self._update_histogram(flat, nodata)
@@ -51,6 +64,20 @@ class BandStatistics:
                     kept = kept[self._rng.integers(0, len(kept), self.SAMPLE_PER_BLOCK)]
                 self.samples[band].append(kept.astype(np.float64))
                 self._kept[band] += len(kept)
+
+    def _count_empty(self, x: np.ndarray, nodata: float | None) -> None:
+        """Count the samples of block ``x`` without any valid value (all nodata or non-finite)."""
+        per_sample = x.reshape(len(x), -1)
+        floating = np.issubdtype(per_sample.dtype, np.floating)
+        has_nodata = nodata is not None and not np.isnan(nodata)
+        if per_sample.shape[1] and (floating or has_nodata):
+            valid = np.isfinite(per_sample) if floating else np.ones(per_sample.shape, bool)
+            if has_nodata:
+                valid &= per_sample != nodata
+            empty = np.flatnonzero(~valid.any(axis=1))
+            self.empty_count += len(empty)
+            self.empty_ids += (empty[: EMPTY_IDS_SHOWN - len(self.empty_ids)] + self.rows).tolist()
+        self.rows += len(x)
 
     def _update_histogram(self, flat: np.ndarray, nodata: float | None) -> None:
         info = np.iinfo(flat.dtype)
@@ -89,6 +116,8 @@ class BandStatistics:
                 high.append(float(p98))
 
         empty = np.asarray(count) == 0  # no valid value at all (e.g. water-vapour bands): placeholders
+        std_stored = np.asarray(std, dtype=np.float64)
+        constant = ~empty & (std_stored < CONSTANT_RELATIVE_STD * np.maximum(np.abs(np.asarray(mean)), 1.0))
 
         def physical(v: np.ndarray, placeholder: float = 0.0) -> list[float]:
             values = (np.asarray(v, dtype=np.float64) + modality.offset) / modality.scale
@@ -101,4 +130,38 @@ class BandStatistics:
             "p98": physical(high),
             "valid": np.asarray(count).astype(np.int64).tolist(),
             "nonfinite": self.nonfinite.tolist(),
+            "constant": constant.tolist(),
         }
+
+
+def degenerate_data_warnings(
+    store: str,
+    modalities: Mapping[str, Modality],
+    accumulated: Mapping[str, BandStatistics],
+    results: Mapping[str, dict[str, list]],
+) -> list[str]:
+    """Messages for a store's constant bands and its samples without any valid value, per modality.
+
+    ``accumulated`` are the :class:`BandStatistics` of each continuous modality, ``results`` their
+    :meth:`~BandStatistics.result`.
+    """
+    messages = []
+    for name, stats in accumulated.items():
+        modality, result = modalities[name], results[name]
+        constant = [i for i, flag in enumerate(result.get("constant", [])) if flag]
+        if constant:
+            bands = ", ".join(f"{modality.bands[i]} (value {result['mean'][i]:.6g})" for i in constant)
+            messages.append(
+                f"store '{store}': modality '{name}' has {len(constant)} constant band(s) (std ~0 over every valid "
+                f"pixel): {bands}; they carry no information (check the import: a band filled with zeros or a "
+                "constant?); normalisation floors their std"
+            )
+        if stats.empty_count:
+            ids = ", ".join(map(str, stats.empty_ids))
+            more = ", ..." if stats.empty_count > len(stats.empty_ids) else ""
+            nodata = "" if modality.nodata is None else f" (nodata {modality.nodata:g})"
+            messages.append(
+                f"store '{store}': {stats.empty_count} of {stats.rows} samples hold no valid value of modality "
+                f"'{name}' (every pixel of every band nodata{nodata} or non-finite); sample ids {ids}{more}"
+            )
+    return messages

@@ -3,27 +3,84 @@
 Policy for NaN/inf and nodata in input bands: such values are filled with the band's mean (0 after
 normalisation), counted per modality, logged during training and reported in the run summary. They
 never reach the encoder or the loss as NaN.
+
+Degenerate bands: a band's standard deviation is floored at :func:`std_floor`, a thousandth of the
+band's scale ``max(|mean|, p98 - p2, 1)`` in physical units (the percentile span only where the
+statistics have it; it never decides for real data, whose std exceeds a tenth of that span, so
+normalisers built from mean and std alone floor alike). A constant band (std 0, which the store keeps
+as 1e-6 stored units, 1e-10 reflectance for Sentinel-2) would otherwise turn tiny differences, the
+augmentations' noise and gains among them, into inputs of ~1e9; floored, they stay within a few
+hundred. Bands that vary are untouched unless their std is below a thousandth of their mean (a DEM of
+mean 1500 m varying by less than 1.5 m) or below 0.001 physical units (a quantity in tiny units: store
+it in larger ones). Where the floor applies a warning names the modality and the band, once per process.
 """
 
 from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
 
 from eossl.errors import StoreError
 
+STD_FLOOR = 1e-3
+"""A band's std is floored at this share of its scale (see :func:`std_floor`)."""
+
+_WARNED: set[tuple[str, str, float]] = set()  # (modality, band, std) already warned about in this process
+
+
+def std_floor(mean: float, p2: float | None = None, p98: float | None = None) -> float:
+    """The smallest std a band is normalised with: :data:`STD_FLOOR` x ``max(|mean|, p98 - p2, 1)``."""
+    span = p98 - p2 if p2 is not None and p98 is not None and math.isfinite(p98 - p2) else 0.0
+    return STD_FLOOR * max(abs(mean) if math.isfinite(mean) else 0.0, span, 1.0)
+
+
+def floored_std(name: str, stats: Mapping[str, Sequence[float]], bands: Sequence[str] | None = None) -> list[float]:
+    """``stats["std"]`` with each band's std floored at :func:`std_floor`; warns once per band it floors."""
+    means, stds = stats["mean"], stats["std"]
+    p2, p98 = stats.get("p2"), stats.get("p98")
+    out = []
+    for i, (mean, std) in enumerate(zip(means, stds, strict=True)):
+        floor = std_floor(mean, p2[i] if p2 is not None else None, p98[i] if p98 is not None else None)
+        if not std >= floor:  # also a NaN std
+            band = bands[i] if bands is not None and i < len(bands) else f"#{i}"
+            if (name, band, float(std)) not in _WARNED:
+                _WARNED.add((name, band, float(std)))
+                warnings.warn(
+                    f"modality '{name}', band {band}: std {std:.3g} (mean {mean:.6g}) is degenerate (a constant "
+                    f"band?); normalised with std {floor:.3g} (0.1% of the band's scale) instead",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            std = floor
+        out.append(float(std))
+    return out
+
 
 class BandNormalizer(nn.Module):
-    """Per-band standardisation of each modality; tracks how many values it had to fill."""
+    """Per-band standardisation of each modality; tracks how many values it had to fill.
 
-    def __init__(self, stats: dict[str, dict[str, list[float]]], modalities: list[str]) -> None:
+    Each band's std is floored (:func:`std_floor`, with a warning naming the band); ``bands`` (band
+    names per modality) only name the bands in that warning (else they are numbered).
+    """
+
+    def __init__(
+        self,
+        stats: dict[str, dict[str, list[float]]],
+        modalities: list[str],
+        bands: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
         super().__init__()
         self.modalities = list(modalities)
         for name in self.modalities:
             if name not in stats:
                 raise StoreError(f"no normalisation statistics for modality '{name}' (have: {', '.join(stats)})")
+            std = floored_std(name, stats[name], (bands or {}).get(name))
             self.register_buffer(f"{name}_mean", torch.tensor(stats[name]["mean"]).view(-1, 1, 1))
-            self.register_buffer(f"{name}_std", torch.tensor(stats[name]["std"]).view(-1, 1, 1))
+            self.register_buffer(f"{name}_std", torch.tensor(std).view(-1, 1, 1))
         self.filled: dict[str, int] = {name: 0 for name in self.modalities}
 
     def fill_invalid(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -111,8 +168,6 @@ def check_scaling(
     what: str, reference: dict[str, list[float]], data: dict[str, list[float]], bands: tuple[str, ...] | list[str]
 ) -> str | None:
     """One loud warning (also returned) when ``data`` looks differently scaled from ``reference``."""
-    import warnings
-
     problems = scaling_mismatches(reference, data, bands)
     if not problems:
         return None
@@ -127,8 +182,6 @@ def check_scaling(
 def product_mismatches(reference: list, data: object) -> list[str]:
     """Differences in processing level, units or band names between a checkpoint's modality (the first
     of ``reference``, :class:`~eossl.data.modality.Modality` objects) and the data's, as warnings."""
-    import warnings
-
     if not reference:
         return []
     ref = reference[0]

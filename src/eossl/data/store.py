@@ -7,7 +7,8 @@ Layout of a store folder ::
                                 free-form attributes such as class names
     STORE/arrays.zarr/<array>/  one array per modality or target, shape [N, ...], chunks of ``chunk_size`` samples
                                 packed into shards of ``shard_size`` samples (random access without
-                                thousands of tiny files)
+                                thousands of tiny files); every chunk is written and carries a crc32c
+                                checksum (stores written before checksums read as before)
     STORE/metadata.csv          one row per sample: location, season, lat/lon, labels, nuisance factors
     STORE/import_report.json    for imported stores: source, options, counts, skipped files and why, throughput
 
@@ -25,6 +26,10 @@ Format v2 declares what a store holds (:mod:`eossl.data.targets`), checked when 
 
 A store is read from a folder or from a URL (``s3://``, ``gs://``, ``https://``) through fsspec; the
 writer consolidates the zarr metadata so a remote store is opened with one metadata read.
+
+Reads verify what they decode: a damaged or missing shard file raises a :class:`StoreError` naming the
+store, the array, the sample rows and the shard file (:mod:`eossl.data.shards`), through the fast path
+and through zarr alike; ``eossl data check`` (:mod:`eossl.data.check`) lists every damaged chunk.
 
 Reading a v1 store upgrades it in memory (nothing is written). v1 stores were written only by the
 synthetic generator, whose targets had fixed names; they are declared from what the store holds, each
@@ -44,6 +49,7 @@ The writer is :class:`eossl.data.store_writer.StoreWriter` (re-exported here).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +58,15 @@ import pandas as pd
 import zarr
 
 from eossl.data.modality import Modality
-from eossl.data.shards import ShardReader
+from eossl.data.shards import (
+    MISSING,
+    ChunkDamageError,
+    ShardReader,
+    damage_error,
+    has_chunk_checksums,
+    shard_key,
+    shard_label,
+)
 from eossl.data.store_location import ARRAYS_DIR, remote_arrays, store_url
 from eossl.data.store_v1 import upgrade_v1
 from eossl.data.store_writer import METADATA_FILE, STORE_FORMAT_VERSION, StoreWriter
@@ -182,6 +196,9 @@ class SampleStore:
         Arrays in the layout :class:`StoreWriter` writes, on a local disk, are read by
         :class:`~eossl.data.shards.ShardReader` (each inner chunk a batch touches is read and decoded
         once); others through zarr, one slice per inner chunk (zarr's integer selection is far slower).
+        Either way rows that do not read back as written (a damaged or missing shard file) raise
+        :class:`~eossl.data.shards.ChunkDamageError`, a :class:`StoreError` naming the store, the array,
+        the sample rows and the shard file.
         """
         reader = self._reader(name) if self.fast_reads else None
         if reader is not None:
@@ -190,28 +207,57 @@ class SampleStore:
             return reader.read(np.asarray(indices))
         arr = self.array(name)
         if indices is None or isinstance(indices, slice):
-            return arr[:] if indices is None else arr[indices]
+            key = slice(None) if indices is None else indices
+            return self._through_zarr(name, arr, np.arange(arr.shape[0])[key], lambda: arr[key])
         indices = np.asarray(indices)
+        n = arr.shape[0]
+        if len(indices) and (indices.min() < -n or indices.max() >= n):
+            raise IndexError(f"rows out of range for an array of {n} rows")
         if len(indices) and indices.min() < 0:
-            indices = np.where(indices < 0, indices + arr.shape[0], indices)
+            indices = np.where(indices < 0, indices + n, indices)
         order = np.argsort(indices, kind="stable")
         ordered = indices[order]
-        chunk = ordered // arr.chunks[0]
-        breaks = np.flatnonzero(np.diff(chunk)) + 1  # the rows of each inner chunk: one slice, one decode
-        if len(ordered) and len(breaks) < MAX_SLICE_RUNS:
-            parts = [arr[run[0] : run[-1] + 1][run - run[0]] for run in np.split(ordered, breaks)]
-            rows = np.concatenate(parts)
-        else:
-            rows = arr.get_orthogonal_selection((ordered,))
+
+        def fetch() -> np.ndarray:
+            chunk = ordered // arr.chunks[0]
+            breaks = np.flatnonzero(np.diff(chunk)) + 1  # the rows of each inner chunk: one slice, one decode
+            if len(ordered) and len(breaks) < MAX_SLICE_RUNS:
+                return np.concatenate([arr[run[0] : run[-1] + 1][run - run[0]] for run in np.split(ordered, breaks)])
+            return arr.get_orthogonal_selection((ordered,))
+
+        rows = self._through_zarr(name, arr, ordered, fetch)
         out = np.empty_like(rows)
         out[order] = rows
         return out
+
+    def _through_zarr(
+        self, name: str, arr: zarr.Array, rows: np.ndarray, fetch: Callable[[], np.ndarray]
+    ) -> np.ndarray:
+        """``fetch()`` (a zarr read of ``rows`` of array ``name``), its failures as :class:`ChunkDamageError`.
+
+        zarr reads a missing shard file as the fill value; in arrays with chunk checksums (every chunk
+        written) the shard files ``rows`` lie in are checked to exist first, each once.
+        """
+        if has_chunk_checksums(arr) and len(rows):
+            present: set[int] = self.__dict__.setdefault("_present_shards", {}).setdefault(name, set())
+            for shard in np.unique(np.asarray(rows) // arr.shards[0]).tolist():
+                if shard not in present:
+                    if not shard_exists(arr, shard):
+                        raise damage_error(
+                            str(self.path), name, _rows_of(arr, shard, arr.shards[0]), shard_label(arr, shard),
+                            "shard file missing or empty", MISSING,
+                        )  # fmt: skip
+                    present.add(shard)
+        try:
+            return fetch()
+        except Exception as exc:  # zarr and numcodecs raise ValueError, RuntimeError, ... for damaged bytes
+            raise locate_damage(str(self.path), name, arr, rows, exc) from exc
 
     def _reader(self, name: str) -> ShardReader | None:
         """The fast reader of array ``name`` (``None`` where its layout or location has none), made once."""
         readers: dict[str, ShardReader | None] = self.__dict__.setdefault("_readers", {})
         if name not in readers:
-            readers[name] = ShardReader.open(self.array(name))
+            readers[name] = ShardReader.open(self.array(name), store=str(self.path))
         return readers[name]
 
     def summary(self) -> str:
@@ -227,6 +273,53 @@ class SampleStore:
             if any(st["nonfinite"]):
                 lines.append(f"  non-finite values in {name}: {dict(zip(bands, st['nonfinite'], strict=True))}")
         return "\n".join(lines)
+
+
+def _rows_of(arr: zarr.Array, block: int, rows: int) -> tuple[int, int]:
+    """First and last row of block ``block`` of ``rows`` rows (a chunk or a shard) of ``arr``."""
+    return block * rows, min((block + 1) * rows, arr.shape[0]) - 1
+
+
+def shard_exists(arr: zarr.Array, shard: int) -> bool:
+    """Whether shard ``shard`` (along the sample axis) of ``arr`` has a file that is not empty (zarr reads
+    an empty one as all fill value too), in any zarr store, local or remote."""
+    from zarr.core.sync import sync
+
+    try:
+        return bool(sync(arr.store.getsize(f"{arr.path}/{shard_key(arr, shard)}")) > 0)
+    except FileNotFoundError:
+        return False
+
+
+def decode_reason(exc: BaseException) -> str:
+    """What a zarr or numcodecs error says about the bytes it read, in a few words."""
+    text = str(exc)
+    if "checksum" in text.lower():
+        return "checksum mismatch (chunk or shard index)"
+    if "blosc" in text.lower():
+        return "chunk does not decompress (blosc)"
+    return f"cannot decode ({type(exc).__name__}: {text[:160]})"
+
+
+def locate_damage(store: str, name: str, arr: zarr.Array, rows: np.ndarray, exc: BaseException) -> ChunkDamageError:
+    """The damaged inner chunk among those holding ``rows`` of ``arr``, found by reading each through zarr
+    after a read of them failed with ``exc``; where each reads on its own, ``exc`` for all of ``rows``."""
+    rows = np.asarray(rows)
+    if not len(rows):
+        rows = np.arange(arr.shape[0])
+    chunk_rows = arr.chunks[0]
+    for chunk in np.unique(rows // chunk_rows).tolist():
+        first, last = _rows_of(arr, chunk, chunk_rows)
+        try:
+            arr[first : last + 1]
+        except Exception as inner:
+            shard = first // arr.shards[0] if arr.shards else first // chunk_rows
+            return damage_error(store, name, (first, last), shard_label(arr, shard), decode_reason(inner))
+    first, last = int(rows.min()), int(rows.max())
+    shard = first // (arr.shards[0] if arr.shards else chunk_rows)
+    return damage_error(
+        store, name, (first, last), shard_label(arr, shard), decode_reason(exc), "the store may be damaged"
+    )
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:

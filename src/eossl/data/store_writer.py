@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 
-from eossl.data.band_stats import BandStatistics
+from eossl.data.band_stats import BandStatistics, degenerate_data_warnings
 from eossl.data.modality import Modality
 from eossl.data.splits import check_split_column
 from eossl.data.store_location import ARRAYS_DIR, remove_abandoned
@@ -54,11 +54,13 @@ class StoreWriter:
         allow_fewer: bool = False,
     ) -> None:
         self.path = Path(path)
+        self.removed_abandoned = _remove_abandoned(self.path)  # a killed writer's temporary folders
         if self.path.exists() and not overwrite:
-            raise StoreError(f"store '{self.path}' already exists (pass overwrite=True to replace it)")
+            raise StoreError(
+                f"store '{self.path}' already exists (use --overwrite, or overwrite=True in Python, to replace it)"
+            )
         self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         self.tmp.parent.mkdir(parents=True, exist_ok=True)
-        remove_abandoned(self.path)
         self.num_samples, self.modalities, self.overwrite = num_samples, modalities, overwrite
         self.group = zarr.open_group(str(self.tmp / ARRAYS_DIR), mode="w")
         self._shapes: dict[str, tuple[int, ...]] = {}
@@ -66,6 +68,7 @@ class StoreWriter:
         self._extra = dict(extra_arrays or {})
         self._shard, self._chunk = shard_size, chunk_size
         self._stats = {name: BandStatistics(m.num_bands) for name, m in modalities.items() if m.continuous}
+        self._arrays: dict[str, zarr.Array] = {}  # as created: they write every chunk (write_empty_chunks)
         self._tables: list[pd.DataFrame] = []
         self._written = 0
         self._allow_fewer = allow_fewer  # num_samples is then an upper bound (an import that skips samples)
@@ -76,17 +79,21 @@ class StoreWriter:
             self._shapes[name], self._dtypes[name] = sample_shape, dtype
             chunk = min(self._chunk, self.num_samples)
             shard = -(-min(self._shard, self.num_samples) // chunk) * chunk  # a whole number of chunks
-            self.group.create_array(
+            self._arrays[name] = self.group.create_array(
                 name,
                 shape=(self.num_samples, *sample_shape),
                 dtype=dtype,
                 chunks=(chunk, *sample_shape),
                 shards=(shard, *sample_shape),
-                compressors=BloscCodec(cname="lz4hc", clevel=5, shuffle="shuffle"),  # decodes ~4x faster than zstd
+                compressors=[
+                    BloscCodec(cname="lz4hc", clevel=5, shuffle="shuffle"),  # decodes ~4x faster than zstd
+                    Crc32cCodec(),  # every chunk verified on read (eossl.data.shards)
+                ],
+                config={"write_empty_chunks": True},  # every chunk present: a missing one is damage
             )
         elif sample_shape != self._shapes[name]:
             raise StoreError(f"array '{name}': sample shape {sample_shape} differs from earlier {self._shapes[name]}")
-        return self.group[name]
+        return self._arrays[name]
 
     def write(self, arrays: dict[str, np.ndarray], table: pd.DataFrame) -> None:
         """Append a block of samples: every array must have ``len(table)`` rows."""
@@ -148,7 +155,7 @@ class StoreWriter:
         if self._allow_fewer and 0 < self._written < self.num_samples:
             self.num_samples = self._written
             for name in self._shapes:
-                self.group[name].resize((self._written, *self._shapes[name]))
+                self._arrays[name].resize((self._written, *self._shapes[name]))
         if self._written != self.num_samples or self._written == 0:
             self.abort()
             raise StoreError(f"store '{self.path}' got {self._written} of {self.num_samples} declared samples")
@@ -171,9 +178,17 @@ class StoreWriter:
             )
             if split is not None:
                 check_split_column(str(self.path), table, split)
+            if self.path.exists() and not self.overwrite:  # another writer published it meanwhile
+                raise StoreError(
+                    f"store '{self.path}' appeared while this writer wrote it (another import or synth?); it was "
+                    "left as it is (use --overwrite, or overwrite=True in Python, to replace it)"
+                )
         except BaseException:
             self.abort()
             raise
+        stats = {name: s.result(self.modalities[name]) for name, s in self._stats.items()}
+        for message in degenerate_data_warnings(str(self.path), self.modalities, self._stats, stats):
+            warnings.warn(message, UserWarning, stacklevel=2)
         table.to_csv(self.tmp / METADATA_FILE, index=False)
         for name, text in self._files.items():
             (self.tmp / name).write_text(text, encoding="utf-8")
@@ -182,7 +197,7 @@ class StoreWriter:
                 "eossl_store_version": STORE_FORMAT_VERSION,
                 "num_samples": self.num_samples,
                 "modalities": {name: asdict(m) for name, m in self.modalities.items()},
-                "stats": {name: s.result(self.modalities[name]) for name, s in self._stats.items()},
+                "stats": stats,
                 "targets": {name: t.to_json() for name, t in declared.items()},
                 "dates": None if dates is None else dates.to_json(),
                 "pairs": [p.to_json() for p in pair_map.values()],
@@ -205,3 +220,21 @@ class StoreWriter:
     def abort(self) -> None:
         """Remove the unpublished temporary store."""
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _remove_abandoned(path: Path) -> list[Path]:
+    """Remove the temporary folders of writers of ``path`` that were killed (their process is gone; see
+    :func:`~eossl.data.store_location.remove_abandoned`) and say so in a warning; returns them."""
+    before = set(path.parent.glob(f".{path.name}.tmp-*"))
+    if not before:
+        return []
+    remove_abandoned(path)
+    removed = sorted(tmp for tmp in before if not tmp.exists())
+    if removed:
+        warnings.warn(
+            f"store '{path}': removed {len(removed)} temporary folder(s) left by interrupted writers "
+            f"(their process is gone): {', '.join(tmp.name for tmp in removed)}",
+            UserWarning,
+            stacklevel=3,
+        )
+    return removed

@@ -101,7 +101,8 @@ class PretrainMethod(L.LightningModule):
         if augment.local_views and not self.uses_local_views:
             raise ConfigError(f"'augment.local_views': method '{self.hp['name']}' does not use multi-crop views")
         self.build_encoders(augment)
-        self.normalizers = nn.ModuleDict({n: BandNormalizer(stats, [n]) for n in self.modality_names})
+        band_names = {s.name: list(s.bands) for s in specs}  # named in the normaliser's warnings
+        self.normalizers = nn.ModuleDict({n: BandNormalizer(stats, [n], band_names) for n in self.modality_names})
         self.band_stats = {
             n: {k: list(stats[n][k]) for k in ("mean", "std", "p2", "p98") if k in stats[n]}
             for n in self.modality_names
