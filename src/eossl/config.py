@@ -9,6 +9,8 @@ registry). This is a top-layer module: data, models, methods and evaluation neve
 
 from __future__ import annotations
 
+import typing
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from eossl.io import write_text_atomic
 from eossl.methods.config import HealthConfig, OptimConfig, PretrainConfig, TrainerConfig
 from eossl.methods.registry import METHODS
 from eossl.models.config import EncoderConfig
-from eossl.overrides import parse_overrides, validate_options  # noqa: F401  (re-exported)
+from eossl.overrides import load_yaml, parse_overrides, shorten, show, validate_options  # noqa: F401  (re-exported)
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -30,6 +32,36 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     for key, value in extra.items():
         out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
+
+
+INT64_MAX = 2**63 - 1
+"""No setting holds an integer beyond 64 bits (torch, numpy and Lightning overflow on them)."""
+
+
+def _huge_integers(value: Any, key: str = "", seen: set[int] | None = None) -> Iterator[tuple[str, int]]:
+    """``(dotted key, value)`` of every integer of ``value`` (nested dicts and lists) beyond 64 bits;
+    a list or dict that holds itself (YAML ``&a [*a]``) is walked once."""
+    seen = set() if seen is None else seen
+    if isinstance(value, (dict, list, tuple)):
+        if id(value) in seen:
+            return
+        seen.add(id(value))
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _huge_integers(v, f"{key}.{k}" if key else str(k), seen)
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            yield from _huge_integers(v, f"{key}.{i}" if key else str(i), seen)
+    elif isinstance(value, int) and not isinstance(value, bool) and not -INT64_MAX - 1 <= value <= INT64_MAX:
+        yield key, value
+
+
+def _model_in(annotation: Any) -> Any:
+    """The model class of a section's annotation: itself, or the one model of ``Model | None``."""
+    if isinstance(annotation, type):
+        return annotation
+    models = [a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+    return models[0] if len(models) == 1 else None
 
 
 def _method_tag_problem(err: dict[str, Any]) -> str | None:
@@ -44,6 +76,12 @@ def _method_tag_problem(err: dict[str, Any]) -> str | None:
 
 def validate_config(model: type[BaseModel], raw: dict[str, Any], source: str = "config") -> Any:
     """Validate ``raw`` into ``model``; errors name every offending key and what was expected."""
+    huge = list(_huge_integers(raw))
+    if huge:
+        shown = "\n  ".join(
+            f"'{show(key)}': {shorten(value, 40)} does not fit 64 bits (at most {INT64_MAX})" for key, value in huge
+        )
+        raise ConfigError(f"invalid {source}:\n  {shown}")
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
@@ -57,12 +95,12 @@ def validate_config(model: type[BaseModel], raw: dict[str, Any], source: str = "
             if loc[:1] == ["method"] and len(loc) > 1 and loc[1] in METHODS:
                 where = f" of method '{loc[1]}'"  # drop the tag of the discriminated method union
                 loc = loc[:1] + loc[2:]
-            key = ".".join(loc)
+            key = show(".".join(loc))
             if err["type"] == "extra_forbidden":
                 section = model
                 for part in loc[:-1]:
                     field = section.model_fields.get(part) if isinstance(section, type) else None
-                    section = field.annotation if field is not None else None
+                    section = _model_in(field.annotation) if field is not None else None
                 if where:
                     section = METHODS[str(err["loc"][1])].config
                 allowed = (
@@ -72,23 +110,51 @@ def validate_config(model: type[BaseModel], raw: dict[str, Any], source: str = "
                 )
                 problems.append(f"unknown key '{key}'{where} (allowed here: {allowed})")
             else:
-                problems.append(f"'{key}'{where}: {err['msg']} (got {err.get('input')!r})")
+                problems.append(f"'{key}'{where}: {err['msg']} (got {shorten(err.get('input'))})")
         raise ConfigError(f"invalid {source}:\n  " + "\n  ".join(problems)) from None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line for a YAML error: what is wrong and where (PyYAML's own text spans several lines)."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{context + ', ' if context else ''}{problem}{where}"
+
+
+def read_yaml_file(path: str | Path) -> dict[str, Any]:
+    """The mapping a YAML config file holds (an empty file: ``{}``); :class:`ConfigError` naming the file
+    when it is missing, not a file, not UTF-8 text, not valid YAML or not a mapping."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config file '{path}' does not exist")
+    if path.is_dir():  # a device such as /dev/null reads as an empty config
+        raise ConfigError(f"config file '{path}' is a folder (a YAML file was expected)")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file '{path}' is not UTF-8 text (byte {exc.start}): a YAML file was expected"
+        ) from None
+    try:
+        raw = load_yaml(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file '{path}' is not valid YAML: {_yaml_problem(exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"config file '{path}' is nested too deeply to read") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"config file '{path}' must hold a mapping of sections at the top level, not a {type(raw).__name__}"
+        )
+    return raw
 
 
 def load_config(model: type[BaseModel], path: str | Path | None, overrides: list[str] | None = None) -> Any:
     """Read YAML ``path`` (optional), apply overrides, validate into ``model``."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.exists():
-            raise ConfigError(f"config file '{path}' does not exist")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file '{path}' is not valid YAML: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise ConfigError(f"config file '{path}' must hold a mapping at the top level")
+    raw: dict[str, Any] = {} if path is None else read_yaml_file(path)
     raw = _merge(raw, parse_overrides(overrides or []))
     return validate_config(model, raw, source=str(path) if path else "config")
 

@@ -95,11 +95,13 @@ def test_pretrain_then_evaluate(small_store, tmp_path):
 
 
 def test_fraction_too_small_fails_before_work(small_store, tmp_path):
+    empty = tmp_path / "empty.yaml"  # every key from the command line
+    empty.write_text("")
     result = runner.invoke(
         app,
         [
             "evaluate",
-            "/dev/null",
+            str(empty),
             f"data.store={small_store}",
             "inits=[image-stats]",
             "fractions=[0.001]",

@@ -1,9 +1,12 @@
 """Reading BigEarthNet patch folders: the S2 bands at 10/20/60 m onto the 10 m grid, S1 VV/VH, each band
-file checked against the size its resolution implies."""
+file checked against the size its resolution implies; dates and tiles in names and json times."""
 
 from __future__ import annotations
 
+import re
+from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,3 +63,22 @@ def read_s1(folder: Path, shape: tuple[int, ...] | None) -> np.ndarray:
     """VV, VH of one S1 patch folder, ``[2, H, W]`` float32 dB, of the S2 patch's size."""
     paths = band_paths(folder, S1_FILES, "S1")
     return np.stack([read_band(p, shape, None) for p in paths]).astype(np.float32)
+
+
+def day(text: Any, where: str = "", key: str = "") -> str:
+    """The ISO date at the start of a json time (``2017-06-13 10:10:31``) or inside a product name (``_20170613T``)."""
+    match = re.search(r"(?:^|_)(\d{4})-?(\d{2})-?(\d{2})(?:T|\s|$)", str(text or ""))
+    if match:
+        try:
+            return date(*map(int, match.groups())).isoformat()
+        except ValueError:  # 2017-13-45: shaped like a date, but none
+            pass
+    if where:
+        raise ImportDataError(f"{where}: '{key}' {text!r} is not a date (expected YYYY-MM-DD ...)")
+    return ""
+
+
+def tile(text: str, s1: bool = False) -> str:
+    """The MGRS tile in an L1C product name (``_T33UUP_``) or an S1 patch name (``_33UUP_<row>_<col>``)."""
+    match = re.search(r"_(\d{2}[A-Z]{3})_\d+_\d+$" if s1 else r"_T(\d{2}[A-Z]{3})_", text or "")
+    return match.group(1) if match else ""

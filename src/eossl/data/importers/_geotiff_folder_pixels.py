@@ -16,6 +16,8 @@ from eossl.errors import ImportDataError
 def fit_dtype(values: np.ndarray, dtype: str, path: Path) -> np.ndarray:
     """``values`` in the sensor's dtype; an error when they do not fit (never clipped or rounded)."""
     target = np.dtype(dtype)
+    if np.issubdtype(values.dtype, np.complexfloating) and not np.issubdtype(target, np.complexfloating):
+        raise ImportDataError(f"'{path}': complex pixels ({values.dtype}) do not fit the sensor's {dtype}")
     if values.dtype == target or np.can_cast(values.dtype, target, "safe"):
         return values.astype(target, copy=False)
     if not np.issubdtype(target, np.integer):

@@ -5,6 +5,7 @@ recorded as in :mod:`eossl.data.importers._geotiff_folder_inputs`."""
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,9 @@ from eossl.data.importers._geotiff_folder_inputs import (
     raster_header,
     resolve,
 )
+from eossl.data.importers._text import read_csv
 from eossl.data.importers.raster import read_raster
+from eossl.data.splits import SPLIT_NAMES
 from eossl.data.targets import Target
 from eossl.errors import ConfigError, ImportDataError
 
@@ -29,15 +32,12 @@ def _norm(value: Any) -> str:
 
 def read_table(path: Path, id_column: str | None) -> tuple[list[dict[str, Any]], str, list[str]]:
     """Rows of a CSV (records), its id column and its columns; errors name the file and what is wrong."""
-    try:
-        columns = [str(c) for c in pd.read_csv(path, nrows=0).columns]
-        column = id_column or next((c for c in ID_COLUMNS if c in columns), None)
-        if column is None or column not in columns:
-            wanted = f"'{id_column}'" if id_column else f"one of {', '.join(ID_COLUMNS)}"
-            raise ImportDataError(f"'{path}': no id column {wanted} (columns: {', '.join(columns)}); set id_column=")
-        table = pd.read_csv(path, dtype={column: str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
-        raise ImportDataError(f"'{path}': not a readable CSV ({exc})") from None
+    columns = [str(c) for c in read_csv(path, "table", nrows=0).columns]
+    column = id_column or next((c for c in ID_COLUMNS if c in columns), None)
+    if column is None or column not in columns:
+        wanted = f"'{id_column}'" if id_column else f"one of {', '.join(ID_COLUMNS)}"
+        raise ImportDataError(f"'{path}': no id column {wanted} (columns: {', '.join(columns)}); set id_column=")
+    table = read_csv(path, "table", dtype={column: str})
     ids = table[column].dropna().map(_norm)
     duplicated = sorted(set(ids[ids.duplicated()]))
     if duplicated:
@@ -92,18 +92,62 @@ def join_labels(
         else:
             s["labels"] = values[pos]
         if options.split_column in columns and not pd.isna(records[pos][options.split_column]):
-            s["row"]["split"] = str(records[pos][options.split_column]).strip()
+            _set_split(s, records[pos][options.split_column], path, options.split_column, problems)
     note = f"{target.kind} target '{target.name}' ({len(names)} classes) from '{path.name}' by '{column}'"
     return target, extra, note + _unmatched_note(path, records, positions)
+
+
+def _set_split(sample: dict[str, Any], value: Any, path: Path, column: str, problems: dict[str, str]) -> None:
+    """The sample's official split from a CSV cell; a value other than train/val/test is its problem."""
+    split = str(value).strip()
+    if split in SPLIT_NAMES:
+        sample["row"]["split"] = split
+    else:
+        problems.setdefault(
+            sample["key"],
+            f"sample '{sample['key']}': split column '{column}' of '{path}' holds {split!r}, "
+            f"expected one of {', '.join(SPLIT_NAMES)}",
+        )
+
+
+def check_split_column(options: Any, samples: list[dict[str, Any]], problems: dict[str, str]) -> None:
+    """The split column gives some sample a split, and some sample ``train``; else an error naming the CSVs."""
+    splits = {s["row"]["split"] for s in samples if "split" in s["row"]}
+    if "train" in splits:
+        return
+    csvs = " or ".join(f"'{f}'" for f in (options.labels, options.metadata) if f) or "no CSV (set labels= or metadata=)"
+    if not splits:
+        invalid = next((p for p in problems.values() if f"split column '{options.split_column}'" in p), None)
+        raise ImportDataError(
+            invalid or f"split_column '{options.split_column}': no sample has a value in that column of {csvs}"
+        )
+    raise ImportDataError(f"split column '{options.split_column}' of {csvs} puts no sample in train ({sorted(splits)})")
+
+
+MAX_CLASS_ID = 65535
+"""The largest class id a label column may hold without ``class_names`` (ids name classes 0..id)."""
+
+
+def _class_id(value: Any) -> int | None:
+    """``value`` as a class id (a whole number >= 0), else None (negative, fractional, infinite)."""
+    try:
+        number = float(value)
+    except (OverflowError, ValueError):
+        return None
+    return int(number) if math.isfinite(number) and number >= 0 and number == int(number) else None
 
 
 def _single_labels(path: Path, options: Any, cells: list[Any]) -> tuple[tuple[str, ...], list[int | None]]:
     column = options.label_column
     present = [c for c in cells if not pd.isna(c)]
     if present and all(isinstance(c, (int, float, np.number)) and not isinstance(c, bool) for c in present):
-        if any(float(c) != int(c) or c < 0 for c in present):
+        if any(_class_id(c) is None for c in present):
             raise ImportDataError(f"'{path}': column '{column}' holds numbers that are not class ids 0, 1, ...")
         top = max(int(c) for c in present)
+        if options.class_names is None and top > MAX_CLASS_ID:
+            raise ImportDataError(
+                f"'{path}': class id {top} in column '{column}' (ids above {MAX_CLASS_ID} need class_names=)"
+            )
         names = tuple(options.class_names or (str(i) for i in range(top + 1)))
         if top >= len(names):
             raise ImportDataError(f"'{path}': class id {top} in column '{column}' but {len(names)} class_names")
@@ -168,8 +212,8 @@ def join_metadata(source: Path, options: Any, samples: list[dict[str, Any]], pro
         for c in copied:
             if c != time_column and not pd.isna(record[c]):
                 s["row"][c] = _python(record[c])
-        if options.split_column in copied and not pd.isna(record[options.split_column]):
-            s["row"].setdefault("split", str(record[options.split_column]).strip())
+        if options.split_column in copied and not pd.isna(record[options.split_column]) and "split" not in s["row"]:
+            _set_split(s, record[options.split_column], path, options.split_column, problems)
         if time_column and not pd.isna(record[time_column]):
             try:
                 s["time"] = pd.Timestamp(str(record[time_column])).date().isoformat()

@@ -45,13 +45,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 from pydantic import Field, field_validator
 
 from eossl.data.importers._base import IMPORTERS, Filtered, Importer, ImporterOptions, ImportItem, ImportPlan, Sample
-from eossl.data.importers._bigearthnet_classes import CLASSES_19, CLASSES_43, label_vector, v2_labels
+from eossl.data.importers._bigearthnet_classes import CLASSES_19, CLASSES_43, label_vector
 from eossl.data.importers._bigearthnet_files import S2_FACTOR, S2_FILES, read_s1, read_s2  # noqa: F401  (layout)
-from eossl.data.importers.raster import centre_lonlat
+from eossl.data.importers._bigearthnet_files import day as _day
+from eossl.data.importers._bigearthnet_files import tile as _tile
+from eossl.data.importers._bigearthnet_v2 import meta_v2, plan_v2
+from eossl.data.importers._text import read_text
 from eossl.data.sensors import SENSORS, sentinel2_offset
 from eossl.data.targets import Target
 from eossl.errors import ImportDataError
@@ -116,22 +118,6 @@ def _centre(meta: dict[str, Any], where: str) -> tuple[float, float]:
     return float(lat[0]), float(lon[0])
 
 
-def _day(text: Any, where: str = "", key: str = "") -> str:
-    """The ISO date at the start of a json time (``2017-06-13 10:10:31``) or inside a product name (``_20170613T``)."""
-    match = re.search(r"(?:^|_)(\d{4})-?(\d{2})-?(\d{2})(?:T|\s|$)", str(text or ""))
-    if match:
-        return date(*map(int, match.groups())).isoformat()
-    if where:
-        raise ImportDataError(f"{where}: '{key}' {text!r} is not a date (expected YYYY-MM-DD ...)")
-    return ""
-
-
-def _tile(text: str, s1: bool = False) -> str:
-    """The MGRS tile in an L1C product name (``_T33UUP_``) or an S1 patch name (``_33UUP_<row>_<col>``)."""
-    match = re.search(r"_(\d{2}[A-Z]{3})_\d+_\d+$" if s1 else r"_T(\d{2}[A-Z]{3})_", text or "")
-    return match.group(1) if match else ""
-
-
 def _find_root(source: Path, given: Path | None, defaults: tuple[str, ...], what: str) -> Path | None:
     if given is not None:
         root = given if given.is_absolute() else source / given
@@ -152,7 +138,8 @@ def _subdirs(root: Path) -> list[str]:
 
 def _name_list(path: Path) -> list[str]:
     """First field of each line of a BigEarthNet list file (split, snow, cloud)."""
-    return [line.split(",")[0].strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    text = read_text(path, "list of BigEarthNet patch names")
+    return [line.split(",")[0].strip() for line in text.splitlines() if line.strip()]
 
 
 def _official_split(source: Path) -> tuple[dict[str, str], list[str]]:
@@ -187,7 +174,7 @@ class BigEarthNet(Importer):
             if name in wanted and root is None:
                 raise ImportDataError(f"'{source}': no {name.upper()} folder BigEarthNet-*: set {name}_root")
         notes = [f"BigEarthNet {version}, {options.classes} classes; modalities {', '.join(wanted)}"]
-        plan_items = self._plan_v1 if version == "v1" else self._plan_v2
+        plan_items = self._plan_v1 if version == "v1" else plan_v2
         items, split_used = plan_items(source, s2_root, s1_root, wanted, options, notes)
         modalities = {}
         if "s2" in wanted:
@@ -260,47 +247,11 @@ class BigEarthNet(Importer):
         notes += [f"{n} patches left out: {reason}" for reason, n in counts.items() if n]
         return sorted(items, key=lambda i: i.key), split_used
 
-    def _plan_v2(self, source, s2_root, s1_root, wanted, options, notes) -> tuple[list[ImportItem], list[str]]:
-        if options.classes == 43:
-            raise ImportDataError(f"'{source}': BigEarthNet v2 labels use the 19-class nomenclature only (classes=19)")
-        table = _v2_table(source)
-        needed = {"patch_id", "labels"} | ({"s1_name"} if "s1" in wanted else set())
-        if not needed <= set(table.columns):
-            raise ImportDataError(f"'{source}' metadata: needs columns {sorted(needed)}, has {list(table.columns)}")
-        splits = {"train": "train", "validation": "val", "val": "val", "test": "test"}
-        items, counts = [], dict.fromkeys(V2_EXCLUDE, 0)
-        for row in table.to_dict("records"):
-            flagged = [r for r, c in V2_EXCLUDE.items() if str(row.get(c)).strip().lower() in ("true", "1")]
-            if options.exclude_snow_cloud and flagged:
-                counts[flagged[0]] += 1
-                continue
-            patch, s1 = str(row["patch_id"]), str(row.get("s1_name", ""))
-            country = row.get("country")
-            info: dict[str, Any] = {"version": "v2", "place": patch, "labels": v2_labels(row["labels"])}
-            info |= {"split": splits.get(str(row.get("split", "")).strip().lower()), "country": country}
-            if not isinstance(country, str):
-                info["country"] = None
-            files = []
-            if "s2" in wanted:  # <tile product>/<patch>: the name less its last two fields
-                info["s2"] = str(s2_root / patch.rsplit("_", 2)[0] / patch)
-                files.append(Path(info["s2"]) / f"{patch}_B02.tif")
-            if "s1" in wanted:  # <S1 product>/<patch>: the name less tile, row and column
-                info["s1"] = str(s1_root / s1.rsplit("_", 3)[0] / s1)
-                files.append(Path(info["s1"]) / f"{s1}_VV.tif")
-            items.append(ImportItem(patch if "s2" in wanted else s1, tuple(files), info))
-        notes += [f"{n} patches left out: {reason}" for reason, n in counts.items() if n]
-        has_split = "split" in table.columns and all(i.info["split"] for i in items)
-        for item in items if not has_split else ():
-            item.info["split"] = None
-        if "split" in table.columns and not has_split:
-            notes.append("the metadata split column holds values other than train/validation/test: not used")
-        return items, (["metadata split column"] if has_split else [])
-
     def read(self, item: ImportItem, options: BigEarthNetOptions) -> list[Sample | Filtered]:
         info = item.info
         if "error" in info:
             raise ImportDataError(info["error"])
-        labels, row = (_meta_v1 if info["version"] == "v1" else _meta_v2)(info, options)
+        labels, row = (_meta_v1 if info["version"] == "v1" else meta_v2)(info, options)
         if info["split"] is not None:
             row["split"] = info["split"]
         if options.classes == 19 and not labels.any() and not options.keep_unmapped:
@@ -336,21 +287,6 @@ def _partner(path: Path) -> str:
     return partner if isinstance(partner, str) and partner else f"!'{path}': no 'corresponding_s2_patch'"
 
 
-def _v2_table(source: Path) -> pd.DataFrame:
-    parquet, csv = source / "metadata.parquet", source / "metadata.csv"
-    if parquet.is_file():
-        try:
-            return pd.read_parquet(parquet)
-        except ImportError:
-            if not csv.is_file():
-                raise ImportDataError(f"'{parquet}': needs pyarrow (or give metadata.csv)") from None
-        except Exception as exc:  # pyarrow's own errors
-            raise ImportDataError(f"'{parquet}': not a readable parquet file ({exc})") from None
-    if not csv.is_file():
-        raise ImportDataError(f"'{source}': BigEarthNet v2 needs metadata.parquet or metadata.csv")
-    return pd.read_csv(csv)
-
-
 def _meta_v1(info: dict[str, Any], options: BigEarthNetOptions) -> tuple[np.ndarray, dict[str, Any]]:
     """Labels and table row of a v1 patch from its json(s): the S2 json's, or the S1 json's for S1 only."""
     row: dict[str, Any] = {"location_id": info["place"]}
@@ -373,15 +309,3 @@ def _meta_v1(info: dict[str, Any], options: BigEarthNetOptions) -> tuple[np.ndar
         raise ImportDataError(f"'{path}': no 'labels' key (expected the patch's CORINE class names)")
     row["lat"], row["lon"] = _centre(meta, f"'{path}'")
     return label_vector(meta["labels"], options.classes, f"'{path}'"), row
-
-
-def _meta_v2(info: dict[str, Any], options: BigEarthNetOptions) -> tuple[np.ndarray, dict[str, Any]]:
-    """Labels and table row of a v2 patch from its metadata row; lat/lon from its raster's georeferencing."""
-    row: dict[str, Any] = {"location_id": info["place"], "time": _day(info["place"]), "tile": _tile(info["place"])}
-    if "s1" in info:
-        row |= {"s1_patch": Path(info["s1"]).name, "s1_time": _day(Path(info["s1"]).name)}
-    if info["country"] is not None:
-        row["country"] = info["country"]
-    folder = Path(info["s2"] if "s2" in info else info["s1"])
-    row["lat"], row["lon"] = centre_lonlat(folder / f"{folder.name}_{'B02' if 's2' in info else 'VV'}.tif")
-    return label_vector(info["labels"], options.classes, f"metadata row of '{info['place']}'"), row

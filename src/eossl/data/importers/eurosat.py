@@ -16,7 +16,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from eossl.data.importers._base import IMPORTERS, Filtered, Importer, ImporterOptions, ImportItem, ImportPlan, Sample
+from eossl.data.importers._text import read_text
 from eossl.data.importers.raster import centre_lonlat, read_raster
 from eossl.data.sensors import sensor_modality
 from eossl.data.targets import Target
@@ -53,16 +56,18 @@ def _class_root(source: Path) -> Path:
     )
 
 
-def _official_split(source: Path) -> dict[str, str]:
-    """File stem -> split, from the split files next to the data (empty if there are none)."""
+def _official_split(source: Path) -> tuple[dict[str, str], list[Path]]:
+    """File stem -> split, from the split files next to the data (empty if there are none), and the files."""
     split: dict[str, str] = {}
+    used = []
     for name, file in SPLIT_FILES.items():
         for root in (source, source.parent):
             if (root / file).is_file():
-                for line in (root / file).read_text().split():
+                used.append(root / file)
+                for line in read_text(root / file, "EuroSAT split list (one file name per line)").split():
                     split[Path(line).stem] = name
                 break
-    return split
+    return split, used
 
 
 @IMPORTERS.register("eurosat")
@@ -73,14 +78,18 @@ class EuroSAT(Importer):
 
     def plan(self, source: Path, options: EuroSATOptions) -> ImportPlan:
         root = _class_root(source)
-        split = _official_split(source)
+        split, split_files = _official_split(source)
         items = []
         for label, name in enumerate(CLASSES):
             for path in sorted((root / name).glob("*.tif"), key=lambda p: (len(p.stem), p.stem)):
                 info = {"label": label, "split": split.get(path.stem, "unlisted") if split else None}
                 items.append(ImportItem(path.stem, (path,), info))
         if split:
-            items = [i for i in items if i.info["split"] != "unlisted"]
+            listed = [i for i in items if i.info["split"] != "unlisted"]
+            if items and not listed:
+                shown = ", ".join(f"'{p}'" for p in split_files)
+                raise ImportDataError(f"the split files {shown} list none of the {len(items)} patches under '{root}'")
+            items = listed
         notes = ["Sentinel-2 L1C, 13 bands; EuroSAT products predate processing baseline 04.00: offset 0"]
         return ImportPlan(
             modalities={"s2": sensor_modality("s2-l1c")},
@@ -95,6 +104,10 @@ class EuroSAT(Importer):
         values = read_raster(path)
         if values.shape[0] != 13:
             raise ImportDataError(f"'{path}': expected 13 bands (B01..B12, B8A), found {values.shape[0]}")
+        integer = np.issubdtype(values.dtype, np.integer)
+        if values.dtype != np.uint16 and not (integer and values.min() >= 0 and values.max() <= 65535):
+            raise ImportDataError(f"'{path}': expected uint16 reflectance x 10000, found dtype {values.dtype}")
+        values = values.astype(np.uint16)
         lat, lon = centre_lonlat(path)
         row = {"location_id": item.key, "land_use": item.info["label"], "lat": lat, "lon": lon}
         if item.info["split"] is not None:

@@ -183,10 +183,11 @@ def _shapes(
     """Image grid (the finest band's) per sample, every one when tiling, else the first readable one;
     and how many of the rasters read have no CRS."""
     shapes: dict[str, tuple[int, int]] = {}
-    no_crs = 0
+    no_crs = tried = 0
     for s in samples:
         if s["key"] in problems:
             continue
+        tried += 1
         try:
             headers = [inputs.raster_header(p) for p in s["paths"]]
         except ImportDataError as exc:
@@ -198,7 +199,8 @@ def _shapes(
         if not options.patch_size:
             break
     if not shapes:
-        raise ImportDataError(f"no readable image among {len(samples)} samples: {next(iter(problems.values()))}")
+        what = "can be imported" if tried == 0 else "has a readable image"
+        raise ImportDataError(f"none of the {len(samples)} samples {what}: {next(iter(problems.values()))}")
     return shapes, no_crs
 
 
@@ -252,10 +254,12 @@ class GeoTiffFolder(Importer):
         if options.metadata:
             notes.append(tables.join_metadata(source, options, samples, problems))
         if options.split_column:
+            tables.check_split_column(options, samples, problems)
             for s in samples:
                 if "split" not in s["row"]:
+                    csvs = " or ".join(f"'{f}'" for f in (options.labels, options.metadata) if f)
                     problems.setdefault(
-                        s["key"], f"sample '{s['key']}': no value in split column '{options.split_column}'"
+                        s["key"], f"sample '{s['key']}': no value in split column '{options.split_column}' of {csvs}"
                     )
         offset, note = _offset(options, samples, modality)
         modality = replace(modality, offset=offset)

@@ -60,7 +60,7 @@ class ItemResult:
 
 def read_item(importer: Importer, item: ImportItem, options: ImporterOptions) -> ItemResult:
     """Read one item (runs on a worker). Errors come back as text naming the item's files."""
-    result = ItemResult(item, bytes_read=sum(p.stat().st_size for p in item.files if p.is_file()))
+    result = ItemResult(item, bytes_read=sum(_size(p) for p in item.files))
     try:
         for out in importer.read(item, options):
             (result.filtered if isinstance(out, Filtered) else result.samples).append(out)
@@ -73,6 +73,14 @@ def read_item(importer: Importer, item: ImportItem, options: ImporterOptions) ->
     return result
 
 
+def _size(path: Path) -> int:
+    """The size of a listed file (0 when it is missing or its name cannot even be looked up, e.g. too long)."""
+    try:
+        return path.stat().st_size if path.is_file() else 0
+    except OSError:
+        return 0
+
+
 def read_items(importer: Importer, items: list[ImportItem], options: ImporterOptions) -> list[ItemResult]:
     """:func:`read_item` of several items (one dask task)."""
     return [read_item(importer, item, options) for item in items]
@@ -80,7 +88,7 @@ def read_items(importer: Importer, items: list[ImportItem], options: ImporterOpt
 
 def _item_bytes(items: list[ImportItem], probe: int = 16) -> int:
     """Mean size of the files of the first ``probe`` items (at least 1)."""
-    sizes = [sum(p.stat().st_size for p in item.files if p.is_file()) for item in items[:probe]]
+    sizes = [sum(_size(p) for p in item.files) for item in items[:probe]]
     return max(1, int(np.mean(sizes)) if sizes else 1)
 
 
@@ -183,8 +191,9 @@ class _Checker:
         self.plan, self.keys, self.shapes = plan, set(), {}
         self.names = set(plan.modalities) | set(plan.extra_arrays)
         self.shapes.update({name: shape for name, (shape, _) in plan.extra_arrays.items()})
+        self.origin: dict[str, str] = dict.fromkeys(plan.extra_arrays, "as the import declares")
 
-    def problem(self, sample: Sample) -> str | None:
+    def problem(self, sample: Sample, files: tuple[Path, ...] = ()) -> str | None:
         if sample.key in self.keys:
             return f"duplicate sample id '{sample.key}'"
         missing = sorted(self.names - set(sample.arrays))
@@ -193,9 +202,16 @@ class _Checker:
         for name, values in sample.arrays.items():
             if name not in self.names:
                 return f"sample '{sample.key}' has an undeclared array '{name}'"
-            expected = self.shapes.setdefault(name, tuple(values.shape))
+            if name not in self.shapes:  # the first sample sets the shape: name it where another differs
+                self.shapes[name] = tuple(values.shape)
+                shown = ", ".join(f"'{p}'" for p in files)
+                self.origin[name] = f"as sample '{sample.key}'" + (f" ({shown})" if shown else "")
+            expected = self.shapes[name]
             if tuple(values.shape) != expected:
-                return f"sample '{sample.key}': array '{name}' has shape {tuple(values.shape)}, expected {expected}"
+                return (
+                    f"sample '{sample.key}': array '{name}' has shape {tuple(values.shape)}, expected {expected} "
+                    f"{self.origin[name]}"
+                )
             modality = self.plan.modalities.get(name)
             if modality is not None and modality.continuous and invalid_share(values, modality.nodata) == 1.0:
                 return f"sample '{sample.key}': every pixel of '{name}' is nodata/NaN"
@@ -245,7 +261,7 @@ def run_import(
                 report.filtered[patch.reason] += 1
             for sample in result.samples:
                 report.bytes_decoded += sum(a.nbytes for a in sample.arrays.values())
-                problem = checker.problem(sample)
+                problem = checker.problem(sample, result.item.files)
                 if problem is None:
                     buffer.append(sample)
                 elif options.on_error == "raise":
@@ -261,12 +277,18 @@ def run_import(
         if writer.written == 0:
             raise ImportDataError(
                 f"{importer.name} import of '{source}': no sample left to write "
-                f"({len(report.skipped)} skipped, {sum(report.filtered.values())} filtered)"
+                f"({len(report.skipped)} skipped{_first_skip(report)}, {sum(report.filtered.values())} filtered)"
             )
         stored = sum(f.stat().st_size for f in writer.tmp.rglob("*") if f.is_file())
         writer.add_file(REPORT_FILE, report.finish(writer.written, stored))
         attrs = {"importer": importer.name, "import_notes": list(plan.notes), **plan.attrs}
-        path = writer.close(attrs, targets=plan.targets, dates=plan.dates, pairs=plan.pairs, split=plan.split)
+        try:
+            path = writer.close(attrs, targets=plan.targets, dates=plan.dates, pairs=plan.pairs, split=plan.split)
+        except StoreError as exc:
+            if not report.skipped:
+                raise
+            # what is left after the skips does not make a store (e.g. no train row): say what was skipped
+            raise StoreError(f"{exc}; after {len(report.skipped)} skipped items{_first_skip(report)}") from None
     except BaseException:
         writer.abort()
         raise
@@ -274,6 +296,11 @@ def run_import(
         if executor is not None:
             executor.close()
     return path
+
+
+def _first_skip(report: _Report) -> str:
+    """``" (first: <reason>)"`` of the first skipped item, or nothing when none was skipped."""
+    return f" (first: {report.skipped[0]['reason']})" if report.skipped else ""
 
 
 def _flush(writer: StoreWriter, buffer: list[Sample]) -> None:

@@ -22,15 +22,15 @@ from eossl.errors import ImportDataError
 def open_raster(path: str | Path, *, require_crs: bool = False) -> Iterator[Any]:
     """``rasterio.open(path)`` with errors that name the file (missing, not a raster, no CRS)."""
     import rasterio
-    from rasterio.errors import RasterioIOError
+    from rasterio.errors import RasterioError
 
     path = Path(path)
     if not path.is_file():
         raise ImportDataError(f"'{path}': file does not exist")
     try:
         dataset = rasterio.open(path)
-    except RasterioIOError as exc:
-        raise ImportDataError(f"'{path}': not a readable raster ({exc})") from None
+    except (RasterioError, ValueError) as exc:  # ValueError: e.g. a damaged CRS tag that is not UTF-8
+        raise ImportDataError(f"'{path}': not a readable raster ({' '.join(str(exc).split())})") from None
     try:
         if require_crs and dataset.crs is None:
             raise ImportDataError(f"'{path}': raster has no CRS (unknown georeferencing); it cannot be placed")
@@ -83,7 +83,7 @@ def read_band_files(paths: Sequence[Path], *, resampling: str = "bilinear") -> n
     for path, shape in zip(paths, shapes, strict=True):
         if shape[0] != 1:
             raise ImportDataError(f"'{path}': expected one band per file, found {shape[0]}")
-    height, width = max((s[1], s[2]) for s in shapes)
+    height, width = max(((s[1], s[2]) for s in shapes), key=lambda hw: hw[0] * hw[1])  # the finest grid
     return np.concatenate([read_raster(p, out_shape=(height, width), resampling=resampling) for p in paths])
 
 

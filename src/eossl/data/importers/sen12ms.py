@@ -50,6 +50,7 @@ from eossl.data.importers._sen12ms_common import (
     read_s1,
     read_s2,
 )
+from eossl.data.importers._text import read_text
 from eossl.data.importers.raster import centre_lonlat
 from eossl.data.sensors import sensor_modality, sentinel2_offset
 from eossl.data.targets import Target
@@ -107,7 +108,7 @@ def _list_split(source: Path, root: Path) -> tuple[dict[tuple[str, int, int], st
         if path is None:
             continue
         used.append(path)
-        for line in path.read_text(encoding="utf-8").split():
+        for line in read_text(path, "SEN12MS split list (one patch file name per line)").split():
             parsed = parse_name(Path(line).name)
             if parsed is None or parsed["kind"] not in ("s1", "s2", "lc"):
                 raise ImportDataError(
@@ -128,7 +129,7 @@ def _scene_split(source: Path, root: Path) -> tuple[set[tuple[str, int]], Path |
     if path is None:
         return set(), None
     scenes = set()
-    for line in path.read_text(encoding="utf-8").split():
+    for line in read_text(path, "SEN12MS list of hold-out scene folders").split():
         match = re.fullmatch(r"(ROIs\d+_[a-z]+)/(?:s1|s2|lc)_(\d+)", line.strip("/"))
         if match is None:
             raise ImportDataError(f"'{path}': expected scene folders such as 'ROIs1158_spring/s1_63', got {line!r}")
@@ -200,8 +201,12 @@ class SEN12MS(Importer):
             info = {k: patch[k] for k in ("roi", "season", "scene", "patch")} | {"split": split}
             items.append(ImportItem(f"{patch['roi']}_{patch['scene']}_p{patch['patch']}", _files(patch), info))
         has_split = bool(lists) or holdout_file is not None
+        if lists and patches and not items:
+            shown = ", ".join(f"'{p}'" for p in used)
+            raise ImportDataError(f"'{source}': the split files {shown} list none of its {len(patches)} patches")
         if has_split and items and not any(i.info["split"] == "train" for i in items):
-            raise ImportDataError(f"'{source}': the split files put no patch of this folder in train")
+            shown = ", ".join(f"'{p}'" for p in (used or [holdout_file]))
+            raise ImportDataError(f"'{source}': the split files {shown} put none of its {len(items)} patches in train")
         if lists:
             notes.append(f"official split from {', '.join(str(p) for p in used)}; {unlisted} unlisted patches left out")
         elif holdout_file is not None:

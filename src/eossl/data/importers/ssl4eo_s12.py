@@ -36,7 +36,7 @@ import numpy as np
 from pydantic import Field
 
 from eossl.data.importers._base import IMPORTERS, Filtered, Importer, ImporterOptions, ImportItem, ImportPlan, Sample
-from eossl.data.importers.raster import centre_lonlat, read_band_files, read_raster
+from eossl.data.importers.raster import centre_lonlat, open_raster, read_band_files, read_raster
 from eossl.data.modality import Modality
 from eossl.data.sensors import S2_L1C_BANDS, sensor_modality, sentinel2_offset
 from eossl.data.targets import Dates
@@ -213,16 +213,27 @@ def _read_product(folder: Path, product: str, size: int | None) -> np.ndarray:
     for path in paths:
         if not path.is_file():
             raise ImportDataError(f"'{path}': band file does not exist (expected {', '.join(BANDS[product])})")
-    values = read_band_files(paths) if size is None else np.concatenate([_one_band(p, size) for p in paths])
+    if size is None:
+        for path in paths:  # one band's dtype is lost once the bands are concatenated
+            with open_raster(path) as src:
+                _check_dtype(np.zeros(0, src.dtypes[0]), product, path)
+        values = read_band_files(paths)
+    else:
+        values = np.concatenate([_check_dtype(_one_band(p, size), product, p) for p in paths])
+    return _check_dtype(values, product, folder).astype(np.float32 if product == "s1" else np.uint16)
+
+
+def _check_dtype(values: np.ndarray, product: str, path: Path) -> np.ndarray:
+    """``values`` when they fit the product (float dB for S1, uint16-range integers for S2), else an error."""
     if product == "s1":
         if not np.issubdtype(values.dtype, np.floating):
-            raise ImportDataError(f"'{folder}': expected float backscatter in dB, found dtype {values.dtype}")
-        return values.astype(np.float32)
+            raise ImportDataError(f"'{path}': expected float backscatter in dB, found dtype {values.dtype}")
+        return values
     if values.dtype != np.uint16 and (
-        not np.issubdtype(values.dtype, np.integer) or values.min() < 0 or values.max() > 65535
+        not np.issubdtype(values.dtype, np.integer) or (values.size and (values.min() < 0 or values.max() > 65535))
     ):
-        raise ImportDataError(f"'{folder}': expected uint16 reflectance x 10000, found dtype {values.dtype}")
-    return values.astype(np.uint16)
+        raise ImportDataError(f"'{path}': expected uint16 reflectance x 10000, found dtype {values.dtype}")
+    return values
 
 
 def _one_band(path: Path, size: int) -> np.ndarray:
