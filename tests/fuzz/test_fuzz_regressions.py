@@ -241,3 +241,13 @@ def test_a_crs_tag_that_is_not_utf8_is_named(templates, tmp_path):
     RasterDamage("flip", flips=((0.625, 0), (0.6875, 128))).apply(path)
     raised, _ = check_import("ssl4eo-s12", source, tmp_path, DATASETS["ssl4eo-s12"].options, path)
     assert "VH.tif': not a readable raster ('utf-8' codec can't decode" in str(raised)
+
+
+def test_bigearthnet_v1_split_files_leaving_out_every_patch_are_named(templates, tmp_path):
+    """An emptied train.csv (the patches' only split) was "found nothing to import (check the layout)"."""
+    source = fresh_copy(templates["bigearthnet-v1"], tmp_path)
+    (source / "train.csv").write_text("")
+    error = _import("bigearthnet-v1", source, tmp_path)
+    assert isinstance(error, ImportDataError)
+    assert "every patch is left out by train.csv, val.csv, test.csv" in str(error)
+    assert "(2 not in the split files)" in str(error)

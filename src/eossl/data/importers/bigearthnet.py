@@ -245,6 +245,10 @@ class BigEarthNet(Importer):
                 files.append(s1_root / s1 / f"{s1}_labels_metadata.json")
             items.append(ImportItem(place if "s2" in wanted else s1, tuple(files), info))
         notes += [f"{n} patches left out: {reason}" for reason, n in counts.items() if n]
+        if not items and any(counts.values()):  # every patch left out by the lists: name them
+            files = [*split_used, *(f for f in EXCLUDE_FILES.values() if (source / f).is_file())]
+            shown = ", ".join(f"{n} {reason}" for reason, n in counts.items() if n)
+            raise ImportDataError(f"'{source}': every patch is left out by {', '.join(files)} ({shown})")
         return sorted(items, key=lambda i: i.key), split_used
 
     def read(self, item: ImportItem, options: BigEarthNetOptions) -> list[Sample | Filtered]:
