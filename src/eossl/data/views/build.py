@@ -86,7 +86,8 @@ def views_modality(tileset: TileSet, source: Path, options: ViewsOptions) -> Mod
     folder = source if source.is_dir() else source.parent
     if options.sensor is not None:
         relative = folder / options.sensor
-        modality = sensor_modality(relative if relative.is_file() and not Path(options.sensor).is_file() else options.sensor)
+        beside = relative.is_file() and not Path(options.sensor).is_file()
+        modality = sensor_modality(relative if beside else options.sensor)
     elif (folder / "sensor.yaml").is_file():
         modality = sensor_from_yaml(folder / "sensor.yaml")
     else:
