@@ -375,6 +375,7 @@ def bench(
 
 
 from eossl.cli import deploy as _deploy  # noqa: E402, F401  (registers export, finetune, predict, embed)
+from eossl.cli import views as _views  # noqa: E402, F401  (registers views plan, build, synth)
 
 
 def main() -> None:  # pragma: no cover - console entry point

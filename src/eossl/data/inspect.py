@@ -95,6 +95,9 @@ def show_store(path: str | Path, out: str | Path | None = None, count: int = 8, 
         lines.append(f"  cloudy scenes: {(table['cloud_fraction'] > 0).mean():.1%}")
     picks = np.sort(np.random.default_rng(seed).choice(len(store), size=min(count, len(store)), replace=False))
     image_arrays = [n for n in ("s2", "s1", "dem", "lulc") if n in store.arrays]
+    if not image_arrays:
+        lines.append(f"  no picture: samples.png shows s2, s1, dem and lulc; this store holds {sorted(store.arrays)}")
+        return "\n".join(lines)
     rows = {name: store.read(name, picks) for name in image_arrays}
     samples = [{name: rows[name][i] for name in image_arrays} for i in range(len(picks))]
     captions = []
