@@ -78,6 +78,7 @@ class BuildResult:
     skipped: dict[str, int]
     seconds: float
     where: str
+    extract_seconds: float = 0.0
 
 
 def views_modality(tileset: TileSet, source: Path, options: ViewsOptions) -> Modality:
@@ -119,11 +120,14 @@ def build_views(request: BuildRequest, progress: Callable[[int, int], None] | No
                               for comb in c.combinations], c.grid, request.options, modality, str(work / "parts"))
                 for c in plan.components if sum(c.expected.values())]  # fmt: skip
         pending = [job for job in jobs if not part_done(job)]
+        extract_start = time.perf_counter()
         where = _run(pending, request, progress, total=len(jobs))
+        extract_seconds = time.perf_counter() - extract_start
         result = _assemble(plan, jobs, modality, request)
     if not request.keep_work:
         shutil.rmtree(work, ignore_errors=True)
     result.components_run, result.where = len(pending), where
+    result.extract_seconds = round(extract_seconds, 3)
     result.seconds = round(time.perf_counter() - start, 3)
     return result
 
@@ -219,9 +223,10 @@ def _assemble(plan: ViewsPlan, jobs: list[ComponentJob], modality: Modality, req
                         continue
                     index.add(footprint)
                 locations[members] = location
-                dates[str(len(members))] += 1
+                dates[len(members)] += 1
                 location += 1
             _write_part(writer, job, rows, keep, locations, modality)
+        dates = Counter({str(k): v for k, v in sorted(dates.items())})
         writer.add_file(REPORT_FILE, json.dumps({"plan": plan.statistics(), "dates": dict(dates),
                                                  "skipped": dict(skipped)}, indent=2))  # fmt: skip
         attrs = {"importer": "views", "views": {"options": request.options.model_dump(mode="json"),
@@ -231,7 +236,7 @@ def _assemble(plan: ViewsPlan, jobs: list[ComponentJob], modality: Modality, req
         writer.abort()
         raise
     return BuildResult(path, plan.statistics(), len(plan.components), 0, location, writer.written,
-                       dict(sorted(dates.items())), dict(skipped), 0.0, "")  # fmt: skip
+                       dict(dates), dict(skipped), 0.0, "")  # fmt: skip
 
 
 def _write_part(writer: StoreWriter, job: ComponentJob, rows: pd.DataFrame, keep: np.ndarray, locations: np.ndarray,

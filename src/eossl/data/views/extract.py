@@ -157,8 +157,7 @@ def _read_patch(reader: Any, tile: Tile, corner: np.ndarray, grid: Grid, modalit
     if (tile.crs == grid.crs and np.isclose(transform.a, grid.resolution) and np.isclose(-transform.e, grid.resolution)
             and np.isclose(col, round(col), atol=1e-6) and np.isclose(row, round(row), atol=1e-6)):  # fmt: skip
         window = Window(round(col), round(row), size, size)
-        values = reader.read(window=window, boundless=True, fill_value=_source_fill(reader, fill))
-        return _as_store(values, reader, tile, modality)
+        return _as_store(_read_window(reader, window, _source_fill(reader, fill)), reader, tile, modality)
     destination = np.full((reader.count, size, size), fill, dtype=np.float64)
     target = from_origin(float(corner[0]), float(corner[1]), grid.resolution, grid.resolution)
     bounds = transform_geometry(patch_box(corner, grid), grid.crs, tile.crs).bounds
@@ -167,11 +166,27 @@ def _read_patch(reader: Any, tile: Tile, corner: np.ndarray, grid: Grid, modalit
     col0, row0 = math.floor(window.col_off), math.floor(window.row_off)
     window = Window(col0, row0, math.ceil(window.col_off + window.width) - col0,
                     math.ceil(window.row_off + window.height) - row0)  # fmt: skip
-    source = reader.read(window=window, boundless=True, fill_value=_source_fill(reader, fill))
+    source = _read_window(reader, window, _source_fill(reader, fill))
     reproject(source.astype(np.float64), destination, src_transform=reader.window_transform(window),
               src_crs=reader.crs, src_nodata=_source_fill(reader, fill), dst_transform=target, dst_crs=grid.crs,
               dst_nodata=fill, resampling=Resampling[options.resampling])  # fmt: skip
     return _as_store(destination, reader, tile, modality)
+
+
+def _read_window(reader: Any, window: Any, fill: float) -> np.ndarray:
+    """``reader.read(window)`` with ``fill`` outside the raster (a plain read of the overlap: rasterio's
+    ``boundless`` reads build a VRT each time, several ms)."""
+    from rasterio.windows import Window
+
+    out = np.full((reader.count, int(window.height), int(window.width)), fill, dtype=reader.dtypes[0])
+    col0, row0 = max(0, int(window.col_off)), max(0, int(window.row_off))
+    col1 = min(reader.width, int(window.col_off + window.width))
+    row1 = min(reader.height, int(window.row_off + window.height))
+    if col1 > col0 and row1 > row0:
+        part = reader.read(window=Window(col0, row0, col1 - col0, row1 - row0))
+        out[:, row0 - int(window.row_off) : row1 - int(window.row_off),
+            col0 - int(window.col_off) : col1 - int(window.col_off)] = part  # fmt: skip
+    return out
 
 
 def _fill(modality: Modality) -> float:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -69,12 +70,18 @@ def from_equal_area(geometry: Any, crs: str) -> Any:
     return transform_geometry(geometry, EQUAL_AREA_CRS, crs)
 
 
-def transform_geometry(geometry: Any, src: str, dst: str) -> Any:
+@lru_cache(maxsize=64)
+def _transformer(src: str, dst: str) -> Any:
     from pyproj import Transformer
 
+    return Transformer.from_crs(src, dst, always_xy=True)
+
+
+def transform_geometry(geometry: Any, src: str, dst: str) -> Any:
+    """``geometry`` from CRS ``src`` into ``dst`` (edges densified to a sixteenth of its extent first)."""
     if src == dst:
         return geometry
-    transformer = Transformer.from_crs(src, dst, always_xy=True)
+    transformer = _transformer(src, dst)
     xmin, ymin, xmax, ymax = shapely.total_bounds(geometry)
     step = max(xmax - xmin, ymax - ymin) / 16 or 1.0
     dense = shapely.segmentize(geometry, step)
