@@ -85,6 +85,7 @@ PRESETS["test"] = {
     "trained": {"min_steps": 1, "max_steps": 1, "batch_size": 16, "validations": 1, "patience": 0},
     "fusion_trained": {"min_steps": 1, "max_steps": 1, "batch_size": 16, "validations": 1, "patience": 0},
     "fractions": [0.5, 1.0],
+    "seeds": [0],  # one seed: every stage, table and resume path still runs (the suite's time)
     "fusion_candidates": ["s2", "s1", "meta"],
     "fusion_sizes": [1, 2],
 }
