@@ -230,7 +230,7 @@ def run_import(
     if not source.exists():
         raise ImportDataError(f"source '{source}' does not exist")
     if store.exists() and not options.overwrite:
-        raise StoreError(f"store '{store}' already exists (pass overwrite=true to replace it)")
+        raise StoreError(f"store '{store}' already exists (use --overwrite, or overwrite=True, to replace it)")
     plan = importer.plan(source, options)
     if not plan.items:
         raise ImportDataError(f"'{source}': found nothing to import for '{importer.name}' (check the layout)")
